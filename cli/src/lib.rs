@@ -1,0 +1,12 @@
+//! podnet: per-pod network, socket, file and memory accounting for Kubernetes nodes.
+//!
+//! The pipeline, one module per stage: [`discover`] → [`resolve`] → [`attach`] → [`sample`] →
+//! [`aggregate`] → [`render`]. The `podnet` binary wires them together.
+
+pub mod aggregate;
+pub mod attach;
+pub mod discover;
+pub mod model;
+pub mod render;
+pub mod resolve;
+pub mod sample;
