@@ -1,0 +1,401 @@
+//! Stage 4, sample: counter snapshots from the BPF maps (taken by [`crate::attach`]) and gauges
+//! read at sample time — memory from cgroup files, open fds and sockets from /proc.
+//!
+//! Memory comes from the cgroup v2 directory when it has the memory controller (`memory.current`);
+//! on hybrid hosts, whose memory controller is a v1 hierarchy, from the same relative path there;
+//! and when neither exists, from the resident set of the cgroup's processes.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::model::Memory;
+
+/// One tracked cgroup's counters, summed over every possible CPU. Mirrors
+/// `struct podnet_counters` in `bpf-src/podnet.h` field for field.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub sock_created: u64,
+    pub sock_closed: u64,
+    pub tcp_active_opens: u64,
+    pub tcp_passive_opens: u64,
+    pub tcp_retransmits: u64,
+    pub file_opens: u64,
+    pub file_open_errors: u64,
+}
+
+/// Number of `u64` fields in `struct podnet_counters`.
+pub const COUNTER_FIELDS: usize = 11;
+
+impl Counters {
+    /// Decodes one CPU's value (native-endian `u64`s in declaration order).
+    pub fn from_bytes(bytes: &[u8]) -> Counters {
+        let mut f = [0u64; COUNTER_FIELDS];
+        for (slot, chunk) in f.iter_mut().zip(bytes.chunks_exact(8)) {
+            *slot = u64::from_ne_bytes(chunk.try_into().expect("chunks_exact(8)"));
+        }
+        Counters::from_fields(f)
+    }
+
+    fn fields(&self) -> [u64; COUNTER_FIELDS] {
+        [
+            self.rx_bytes,
+            self.rx_packets,
+            self.tx_bytes,
+            self.tx_packets,
+            self.sock_created,
+            self.sock_closed,
+            self.tcp_active_opens,
+            self.tcp_passive_opens,
+            self.tcp_retransmits,
+            self.file_opens,
+            self.file_open_errors,
+        ]
+    }
+
+    fn from_fields(f: [u64; COUNTER_FIELDS]) -> Counters {
+        Counters {
+            rx_bytes: f[0],
+            rx_packets: f[1],
+            tx_bytes: f[2],
+            tx_packets: f[3],
+            sock_created: f[4],
+            sock_closed: f[5],
+            tcp_active_opens: f[6],
+            tcp_passive_opens: f[7],
+            tcp_retransmits: f[8],
+            file_opens: f[9],
+            file_open_errors: f[10],
+        }
+    }
+
+    /// Field-wise sum (wrapping, as kernel counters do).
+    pub fn add(&self, other: &Counters) -> Counters {
+        let (a, b) = (self.fields(), other.fields());
+        Counters::from_fields(std::array::from_fn(|i| a[i].wrapping_add(b[i])))
+    }
+
+    /// Field-wise difference `self - earlier`; counters only grow, so a smaller value means the
+    /// entry was re-registered in between and `self` alone is the count since then.
+    pub fn since(&self, earlier: &Counters) -> Counters {
+        let (a, b) = (self.fields(), earlier.fields());
+        if a.iter().zip(b.iter()).any(|(x, y)| x < y) {
+            return *self;
+        }
+        Counters::from_fields(std::array::from_fn(|i| a[i] - b[i]))
+    }
+}
+
+/// What the BPF side could not attribute (the `misses` map), summed over CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Misses {
+    pub untracked_events: u64,
+    pub sock_storage_failures: u64,
+}
+
+/// Every tracked cgroup's counters at one instant.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub at: Instant,
+    pub counters: HashMap<u64, Counters>,
+    pub misses: Misses,
+}
+
+impl Snapshot {
+    /// The counters of `cgroup_id`, zero when it is not (or no longer) registered.
+    pub fn get(&self, cgroup_id: u64) -> Counters {
+        self.counters.get(&cgroup_id).copied().unwrap_or_default()
+    }
+}
+
+/// Gauges of one cgroup directory read at sample time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Gauges {
+    pub memory: Memory,
+    pub open_fds: u64,
+    pub open_sockets: u64,
+}
+
+/// Where a cgroup's files live: its v2 directory and, on hybrid hosts, its v1 memory directory.
+#[derive(Debug, Clone)]
+pub struct CgroupFiles {
+    pub v2_dir: PathBuf,
+    /// The v1 memory hierarchy's directory at the same relative path, if that hierarchy exists.
+    pub memory_v1_dir: Option<PathBuf>,
+}
+
+/// Reads memory, fd and socket gauges for one cgroup (its whole subtree).
+pub fn read_gauges(cg: &CgroupFiles) -> Gauges {
+    let pids = subtree_pids(&cg.v2_dir);
+    let (open_fds, open_sockets) = count_fds(&pids);
+    let memory = read_memory_v2(&cg.v2_dir)
+        .or_else(|| cg.memory_v1_dir.as_deref().and_then(read_memory_v1))
+        .unwrap_or_else(|| {
+            let rss = pids.iter().map(|&p| process_rss(p)).sum();
+            Memory {
+                usage_bytes: rss,
+                limit_bytes: None,
+                rss_bytes: rss,
+                oom_kills: 0,
+            }
+        });
+    Gauges {
+        memory,
+        open_fds,
+        open_sockets,
+    }
+}
+
+/// Memory from a cgroup v2 directory with the memory controller enabled.
+pub fn read_memory_v2(dir: &Path) -> Option<Memory> {
+    let usage = read_u64(&dir.join("memory.current"))?;
+    let limit = fs::read_to_string(dir.join("memory.max"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok()); // "max" → no limit
+    let stat = read_keyed(&dir.join("memory.stat"));
+    let events = read_keyed(&dir.join("memory.events"));
+    Some(Memory {
+        usage_bytes: usage,
+        limit_bytes: limit,
+        rss_bytes: stat.get("anon").copied().unwrap_or(0),
+        oom_kills: events.get("oom_kill").copied().unwrap_or(0),
+    })
+}
+
+/// v1 reports "no limit" as a huge page-aligned number near `i64::MAX`.
+const V1_UNLIMITED: u64 = 1 << 62;
+
+/// Memory from a cgroup v1 memory directory.
+pub fn read_memory_v1(dir: &Path) -> Option<Memory> {
+    let usage = read_u64(&dir.join("memory.usage_in_bytes"))?;
+    let limit = read_u64(&dir.join("memory.limit_in_bytes")).filter(|&l| l < V1_UNLIMITED);
+    let stat = read_keyed(&dir.join("memory.stat"));
+    let oom = read_keyed(&dir.join("memory.oom_control"));
+    Some(Memory {
+        usage_bytes: usage,
+        limit_bytes: limit,
+        rss_bytes: stat
+            .get("total_rss")
+            .or_else(|| stat.get("rss"))
+            .copied()
+            .unwrap_or(0),
+        oom_kills: oom.get("oom_kill").copied().unwrap_or(0),
+    })
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Parses `key value` lines (memory.stat, memory.events, memory.oom_control).
+pub fn parse_keyed(text: &str) -> HashMap<String, u64> {
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let k = it.next()?;
+            let v = it.next()?.parse().ok()?;
+            Some((k.to_string(), v))
+        })
+        .collect()
+}
+
+fn read_keyed(path: &Path) -> HashMap<String, u64> {
+    fs::read_to_string(path)
+        .map(|t| parse_keyed(&t))
+        .unwrap_or_default()
+}
+
+/// Every process in a cgroup directory and its descendants.
+pub fn subtree_pids(dir: &Path) -> BTreeSet<u32> {
+    let mut pids = BTreeSet::new();
+    let mut stack = vec![(dir.to_path_buf(), 0)];
+    while let Some((d, depth)) = stack.pop() {
+        if let Ok(t) = fs::read_to_string(d.join("cgroup.procs")) {
+            pids.extend(t.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+        }
+        if depth >= 16 {
+            continue;
+        }
+        if let Ok(rd) = fs::read_dir(&d) {
+            for e in rd.flatten() {
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    stack.push((e.path(), depth + 1));
+                }
+            }
+        }
+    }
+    pids
+}
+
+/// Open file descriptors and, among them, sockets, held by `pids`. Processes that exit while
+/// being read are skipped.
+pub fn count_fds(pids: &BTreeSet<u32>) -> (u64, u64) {
+    let (mut fds, mut sockets) = (0, 0);
+    for pid in pids {
+        let Ok(rd) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            fds += 1;
+            if fs::read_link(e.path())
+                .map(|t| t.to_string_lossy().starts_with("socket:"))
+                .unwrap_or(false)
+            {
+                sockets += 1;
+            }
+        }
+    }
+    (fds, sockets)
+}
+
+/// Resident set size of one process in bytes (`VmRSS` of /proc/PID/status), 0 if it is gone.
+pub fn process_rss(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| parse_vmrss(&s))
+        .unwrap_or(0)
+}
+
+fn parse_vmrss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Reads gauges for many cgroups; a cgroup that vanished reads as zero.
+pub fn read_all_gauges<'a>(
+    cgroups: impl IntoIterator<Item = (u64, &'a CgroupFiles)>,
+) -> io::Result<HashMap<u64, Gauges>> {
+    Ok(cgroups
+        .into_iter()
+        .map(|(id, cg)| (id, read_gauges(cg)))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_decode_in_header_order() {
+        let bytes: Vec<u8> = (1..=COUNTER_FIELDS as u64)
+            .flat_map(|v| v.to_ne_bytes())
+            .collect();
+        let c = Counters::from_bytes(&bytes);
+        assert_eq!(c.rx_bytes, 1);
+        assert_eq!(c.tx_packets, 4);
+        assert_eq!(c.tcp_retransmits, 9);
+        assert_eq!(c.file_open_errors, 11);
+    }
+
+    #[test]
+    fn counters_since_and_add() {
+        let a = Counters {
+            rx_bytes: 10,
+            file_opens: 3,
+            ..Default::default()
+        };
+        let b = Counters {
+            rx_bytes: 25,
+            file_opens: 7,
+            ..Default::default()
+        };
+        assert_eq!(b.since(&a).rx_bytes, 15);
+        assert_eq!(b.since(&a).file_opens, 4);
+        assert_eq!(a.add(&b).rx_bytes, 35);
+        // A re-registered entry (counts went down) counts from its new start.
+        assert_eq!(a.since(&b), a);
+    }
+
+    #[test]
+    fn keyed_files_parse() {
+        let stat = "anon 4096\nfile 8192\nbad line x\n";
+        let m = parse_keyed(stat);
+        assert_eq!(m["anon"], 4096);
+        assert_eq!(m["file"], 8192);
+        assert!(!m.contains_key("bad"));
+        let oom = "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n";
+        assert_eq!(parse_keyed(oom)["oom_kill"], 3);
+    }
+
+    #[test]
+    fn vmrss_parses_kib() {
+        let status = "Name:\tx\nVmRSS:\t  1234 kB\nThreads: 1\n";
+        assert_eq!(parse_vmrss(status), Some(1234 * 1024));
+        assert_eq!(parse_vmrss("Name: kthread\n"), None);
+    }
+
+    #[test]
+    fn memory_v2_and_v1_files() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        fs::write(p.join("memory.current"), "1048576\n").unwrap();
+        fs::write(p.join("memory.max"), "max\n").unwrap();
+        fs::write(p.join("memory.stat"), "anon 65536\nfile 1\n").unwrap();
+        fs::write(p.join("memory.events"), "low 0\noom 2\noom_kill 1\n").unwrap();
+        let m = read_memory_v2(p).unwrap();
+        assert_eq!(
+            m,
+            Memory {
+                usage_bytes: 1048576,
+                limit_bytes: None,
+                rss_bytes: 65536,
+                oom_kills: 1
+            }
+        );
+        fs::write(p.join("memory.max"), "2097152\n").unwrap();
+        assert_eq!(read_memory_v2(p).unwrap().limit_bytes, Some(2097152));
+
+        let v1 = tempfile::tempdir().unwrap();
+        let q = v1.path();
+        assert!(read_memory_v1(q).is_none());
+        fs::write(q.join("memory.usage_in_bytes"), "4096\n").unwrap();
+        fs::write(q.join("memory.limit_in_bytes"), "9223372036854771712\n").unwrap();
+        fs::write(q.join("memory.stat"), "rss 1\ntotal_rss 2048\n").unwrap();
+        fs::write(q.join("memory.oom_control"), "oom_kill 4\n").unwrap();
+        let m = read_memory_v1(q).unwrap();
+        assert_eq!(
+            m,
+            Memory {
+                usage_bytes: 4096,
+                limit_bytes: None,
+                rss_bytes: 2048,
+                oom_kills: 4
+            }
+        );
+    }
+
+    #[test]
+    fn child_process_fds() {
+        use std::process::{Command, Stdio};
+        let mut child = Command::new("sleep")
+            .arg("5")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pids: BTreeSet<u32> = [child.id()].into();
+        // The dynamic loader opens and closes libraries as the child starts: wait for it to settle.
+        let mut counted = count_fds(&pids);
+        for _ in 0..200 {
+            if counted == (3, 0) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            counted = count_fds(&pids);
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // stdin, stdout and stderr, all /dev/null: three fds, no socket.
+        assert_eq!(counted, (3, 0));
+        // A process that is gone counts nothing.
+        assert_eq!(count_fds(&pids), (0, 0));
+    }
+}

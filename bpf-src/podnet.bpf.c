@@ -1,0 +1,295 @@
+// SPDX-License-Identifier: (Apache-2.0 OR GPL-2.0-only)
+/*
+ * podnet's BPF programs: per-cgroup network, socket and file-open counters.
+ *
+ * Every counter lives in the per-CPU hash `counters`, keyed by a cgroup v2 id. Userspace registers
+ * each tracked cgroup (pod directories and the container directories it knows) by inserting a
+ * zeroed entry; the programs here only look entries up and never create them. An event is charged
+ * to the *deepest registered cgroup* on its path to the root: the container when userspace knows
+ * it, otherwise the pod (a container started after attach is thus counted from its first event, in
+ * its pod's own entry, and userspace adds every entry of a pod together).
+ *
+ * Increments are atomic: a per-CPU slot can still be updated by two programs on one CPU when a
+ * preemptible context (syscall tracepoint, sock_create) is interrupted by another program.
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "podnet.h"
+
+/* Deepest cgroup nesting podnet walks. kind nodes put pods at depth ~9; real nodes at 3-4. */
+#define MAX_DEPTH 24
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	/* Entries are only ever inserted by userspace, so they need not be preallocated: memory
+	 * grows with the cgroups tracked, not with the capacity (resized from --max-pods). */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, struct podnet_counters);
+} counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct podnet_misses);
+} misses SEC(".maps");
+
+/*
+ * For sockops callbacks that run in softirq context (passive establishment, retransmits) the
+ * current task says nothing about the socket. The cgroup id that owns a TCP socket is stored with
+ * the socket when it connects or listens (process context); BPF_F_CLONE hands a listener's owner to
+ * every socket it accepts.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
+	__type(key, int);
+	__type(value, __u64);
+} sock_owner SEC(".maps");
+
+/*
+ * The pod a cgroup program is attached to (its attach point): userspace writes the pod's cgroup id
+ * here after attaching. It attributes TCP events of sockets that predate podnet (a server that was
+ * listening before attach) to their pod.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_CGROUP_STORAGE);
+	__type(key, __u64);
+	__type(value, __u64);
+} attach_pod SEC(".maps");
+
+static __always_inline void count_miss(void)
+{
+	__u32 zero = 0;
+	struct podnet_misses *m = bpf_map_lookup_elem(&misses, &zero);
+
+	if (m)
+		__sync_fetch_and_add(&m->untracked_events, 1);
+}
+
+/* The counters of the deepest registered cgroup on the current task's path, or NULL. */
+static __always_inline struct podnet_counters *current_counters(__u64 *owner)
+{
+	__u64 id = bpf_get_current_cgroup_id();
+	struct podnet_counters *hit = bpf_map_lookup_elem(&counters, &id);
+
+	if (hit) {
+		*owner = id;
+		return hit;
+	}
+	for (int level = 1; level < MAX_DEPTH; level++) {
+		__u64 up = bpf_get_current_ancestor_cgroup_id(level);
+		struct podnet_counters *c;
+
+		if (up == 0 || up == id)
+			break;
+		c = bpf_map_lookup_elem(&counters, &up);
+		if (c) {
+			hit = c;
+			*owner = up;
+		}
+	}
+	return hit;
+}
+
+/* The counters of the deepest registered cgroup on the path of the socket that owns skb. */
+static __always_inline struct podnet_counters *skb_counters(struct __sk_buff *skb)
+{
+	__u64 id = bpf_skb_cgroup_id(skb);
+	struct podnet_counters *hit = bpf_map_lookup_elem(&counters, &id);
+
+	if (hit)
+		return hit;
+	for (int level = 1; level < MAX_DEPTH; level++) {
+		__u64 up = bpf_skb_ancestor_cgroup_id(skb, level);
+		struct podnet_counters *c;
+
+		if (up == 0 || up == id)
+			break;
+		c = bpf_map_lookup_elem(&counters, &up);
+		if (c)
+			hit = c;
+	}
+	return hit;
+}
+
+/* Wire segments: a GSO skb stands for gso_segs packets on the wire. */
+static __always_inline __u64 skb_packets(struct __sk_buff *skb)
+{
+	return skb->gso_segs > 1 ? skb->gso_segs : 1;
+}
+
+SEC("cgroup_skb/ingress")
+int podnet_ingress(struct __sk_buff *skb)
+{
+	struct podnet_counters *c = skb_counters(skb);
+
+	if (!c) {
+		count_miss();
+		return 1;
+	}
+	__sync_fetch_and_add(&c->rx_bytes, skb->len);
+	__sync_fetch_and_add(&c->rx_packets, skb_packets(skb));
+	return 1;
+}
+
+SEC("cgroup_skb/egress")
+int podnet_egress(struct __sk_buff *skb)
+{
+	struct podnet_counters *c = skb_counters(skb);
+
+	if (!c) {
+		count_miss();
+		return 1;
+	}
+	__sync_fetch_and_add(&c->tx_bytes, skb->len);
+	__sync_fetch_and_add(&c->tx_packets, skb_packets(skb));
+	return 1;
+}
+
+SEC("cgroup/sock_create")
+int podnet_sock_create(struct bpf_sock *sk)
+{
+	__u64 owner = 0;
+	struct podnet_counters *c = current_counters(&owner);
+
+	if (c)
+		__sync_fetch_and_add(&c->sock_created, 1);
+	else
+		count_miss();
+	return 1;
+}
+
+SEC("cgroup/sock_release")
+int podnet_sock_release(struct bpf_sock *sk)
+{
+	__u64 owner = 0;
+	struct podnet_counters *c = current_counters(&owner);
+
+	if (c)
+		__sync_fetch_and_add(&c->sock_closed, 1);
+	else
+		count_miss();
+	return 1;
+}
+
+/* Remember which tracked cgroup owns this TCP socket (process context only). */
+static __always_inline struct podnet_counters *claim_socket(struct bpf_sock_ops *ops)
+{
+	__u64 owner = 0;
+	struct podnet_counters *c = current_counters(&owner);
+	struct bpf_sock *sk = ops->sk;
+	__u64 *slot;
+
+	if (!c || !sk)
+		return c;
+	slot = bpf_sk_storage_get(&sock_owner, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (slot) {
+		*slot = owner;
+	} else {
+		__u32 zero = 0;
+		struct podnet_misses *m = bpf_map_lookup_elem(&misses, &zero);
+
+		if (m)
+			__sync_fetch_and_add(&m->sock_storage_failures, 1);
+	}
+	return c;
+}
+
+/* The counters of the tracked cgroup that owns this socket; in softirq context too. */
+static __always_inline struct podnet_counters *socket_counters(struct bpf_sock_ops *ops)
+{
+	struct bpf_sock *sk = ops->sk;
+	__u64 *owner = 0;
+
+	if (sk)
+		owner = bpf_sk_storage_get(&sock_owner, sk, 0, 0);
+	if (!owner)
+		owner = bpf_get_local_storage(&attach_pod, 0);
+	if (!owner || *owner == 0)
+		return 0;
+	return bpf_map_lookup_elem(&counters, owner);
+}
+
+SEC("sockops")
+int podnet_sockops(struct bpf_sock_ops *ops)
+{
+	struct podnet_counters *c;
+
+	switch (ops->op) {
+	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+		/* What the kernel counts as TcpActiveOpens: a connect() that sends a SYN. */
+		c = claim_socket(ops);
+		if (c)
+			__sync_fetch_and_add(&c->tcp_active_opens, 1);
+		else
+			count_miss();
+		break;
+	case BPF_SOCK_OPS_TCP_LISTEN_CB:
+		claim_socket(ops);
+		break;
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		bpf_sock_ops_cb_flags_set(ops, ops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_RETRANS_CB_FLAG);
+		break;
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+		bpf_sock_ops_cb_flags_set(ops, ops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_RETRANS_CB_FLAG);
+		c = socket_counters(ops);
+		if (c)
+			__sync_fetch_and_add(&c->tcp_passive_opens, 1);
+		else
+			count_miss();
+		break;
+	case BPF_SOCK_OPS_RETRANS_CB:
+		/* args: seq, segments, error. The kernel's RetransSegs counts successful ones. */
+		if (ops->args[2] == 0) {
+			c = socket_counters(ops);
+			if (c)
+				__sync_fetch_and_add(&c->tcp_retransmits, ops->args[1]);
+			else
+				count_miss();
+		}
+		break;
+	}
+	return 1;
+}
+
+/*
+ * File opens. One program for every open-family syscall's entry (openat, openat2, open, creat:
+ * userspace attaches it to each event that exists on this architecture), one for their exits.
+ * Processes outside tracked cgroups are not misses: the tracepoints see the whole node.
+ */
+SEC("tracepoint/syscalls/sys_enter_openat")
+int podnet_open_enter(void *ctx)
+{
+	__u64 owner = 0;
+	struct podnet_counters *c = current_counters(&owner);
+
+	if (c)
+		__sync_fetch_and_add(&c->file_opens, 1);
+	return 0;
+}
+
+/* Layout of every syscalls/sys_exit_* event (tracefs .../format): common header, nr, ret. */
+struct sys_exit_args {
+	__u64 common;
+	long nr;
+	long ret;
+};
+
+SEC("tracepoint/syscalls/sys_exit_openat")
+int podnet_open_exit(struct sys_exit_args *ctx)
+{
+	__u64 owner = 0;
+	struct podnet_counters *c;
+
+	if (ctx->ret >= 0)
+		return 0;
+	c = current_counters(&owner);
+	if (c)
+		__sync_fetch_and_add(&c->file_open_errors, 1);
+	return 0;
+}
