@@ -1,1 +1,50 @@
-pub mod sys;
+//! podnet's own eBPF loader.
+//!
+//! It reads a BPF object compiled with `clang -target bpf -O2 -g -c` ([`ObjectSpec::parse`]),
+//! lets the caller size maps and set `.rodata` constants, then creates maps and loads programs
+//! with raw `bpf(2)` calls ([`Object::load`]), and attaches them to cgroup v2 directories or
+//! tracepoints with links that detach when dropped or when the process dies.
+//!
+//! ```no_run
+//! # fn main() -> podnet_loader::Result<()> {
+//! use podnet_loader::{Object, ObjectSpec, BPF_NOEXIST};
+//! let bytes = std::fs::read("podnet.bpf.o").unwrap();
+//! let mut spec = ObjectSpec::parse(&bytes)?;
+//! spec.map_mut("counters")?.max_entries = 4096;
+//! let obj = Object::load(&spec)?;
+//! let counters = obj.map("counters")?;
+//! counters.update(&42u64.to_ne_bytes(), &vec![0; counters.value_len()], BPF_NOEXIST)?;
+//! let link = obj.program("podnet_egress")?.attach_cgroup("/sys/fs/cgroup/unified/some.slice")?;
+//! for (key, value) in counters.lookup_batch()? {
+//!     let sums = counters.sum_percpu_u64(&value)?;
+//!     println!("{key:?}: {sums:?}");
+//! }
+//! drop(link); // detached
+//! # Ok(()) }
+//! ```
+//!
+//! Kernel requirements: cgroup links 5.7, `cgroup/sock_release` 5.9, batch map reads 5.6 (older
+//! kernels fall back to key iteration), perf-event links 5.15 (older kernels fall back to
+//! `PERF_EVENT_IOC_SET_BPF`). All `unsafe` code is in the private `sys` module.
+
+#![deny(missing_docs)]
+
+mod btf;
+mod elf;
+mod error;
+mod fs;
+mod map;
+mod object;
+mod program;
+mod reloc;
+mod sys;
+
+pub use elf::{AttachType, GlobalVar, MapKind, MapSpec, ObjectSpec, ProgramKind, ProgramSpec};
+pub use error::{Error, Result};
+pub use fs::{
+    bpffs_dir, parse_cpu_list, possible_cpus, tracefs_dir, tracepoint_exists, tracepoint_id,
+};
+pub use map::{Keys, Map, BPF_ANY, BPF_EXIST, BPF_NOEXIST};
+pub use object::Object;
+pub use program::{query_cgroup_programs, Link, LinkKind, Program};
+pub use reloc::Insn;

@@ -1,0 +1,228 @@
+//! The kernel's pseudo-files the loader depends on: possible CPUs, mount points of tracefs and
+//! bpffs (found in /proc/self/mountinfo), tracepoint ids.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use crate::error::{Error, Result};
+use crate::sys;
+
+/// Parses a kernel CPU list such as `0-3` or `0,2-3\n` into CPU numbers.
+pub fn parse_cpu_list(s: &str) -> Result<Vec<u32>> {
+    let bad = || Error::InvalidArgument(format!("bad CPU list {s:?}"));
+    let mut cpus = Vec::new();
+    for part in s.trim().split(',').filter(|p| !p.is_empty()) {
+        let (lo, hi) = match part.split_once('-') {
+            Some((lo, hi)) => (
+                lo.parse::<u32>().map_err(|_| bad())?,
+                hi.parse::<u32>().map_err(|_| bad())?,
+            ),
+            None => {
+                let n = part.parse::<u32>().map_err(|_| bad())?;
+                (n, n)
+            }
+        };
+        if lo > hi || hi - lo > 65536 {
+            return Err(bad());
+        }
+        cpus.extend(lo..=hi);
+    }
+    if cpus.is_empty() {
+        return Err(bad());
+    }
+    Ok(cpus)
+}
+
+/// Number of possible CPUs (`/sys/devices/system/cpu/possible`): per-CPU map values hold one
+/// slot for each of them, in CPU order.
+pub fn possible_cpus() -> Result<usize> {
+    static CPUS: OnceLock<usize> = OnceLock::new();
+    if let Some(n) = CPUS.get() {
+        return Ok(*n);
+    }
+    const PATH: &str = "/sys/devices/system/cpu/possible";
+    let text = std::fs::read_to_string(PATH).map_err(|e| Error::io(PATH, e))?;
+    let n = parse_cpu_list(&text)?.len();
+    Ok(*CPUS.get_or_init(|| n))
+}
+
+/// Decodes the octal escapes (`\040` for space) of a mountinfo path.
+fn unescape(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = (b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)))
+        .then(|| {
+            b[i + 1..i + 4]
+                .iter()
+                .fold(0u32, |n, c| n * 8 + u32::from(c - b'0'))
+        })
+        .and_then(|n| u8::try_from(n).ok());
+        if let Some(byte) = octal {
+            out.push(byte);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Mount points of every filesystem of type `fstype` in a mountinfo text, in order.
+pub fn mount_points(mountinfo: &str, fstype: &str) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let mount_point = left.split(' ').nth(4)?;
+            (right.split(' ').next()? == fstype).then(|| PathBuf::from(unescape(mount_point)))
+        })
+        .collect()
+}
+
+fn mountinfo() -> Result<String> {
+    const PATH: &str = "/proc/self/mountinfo";
+    std::fs::read_to_string(PATH).map_err(|e| Error::io(PATH, e))
+}
+
+/// The tracefs directory (the one holding `events/`). Looks in /proc/self/mountinfo, then at
+/// `/sys/kernel/tracing` and `/sys/kernel/debug/tracing`; when none is there and we are root,
+/// mounts tracefs at `/sys/kernel/tracing`.
+pub fn tracefs_dir() -> Result<PathBuf> {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    if let Some(d) = DIR.get() {
+        return Ok(d.clone());
+    }
+    let mut candidates = mount_points(&mountinfo()?, "tracefs");
+    candidates.push("/sys/kernel/tracing".into());
+    candidates.push("/sys/kernel/debug/tracing".into());
+    let found = candidates.into_iter().find(|d| d.join("events").is_dir());
+    let dir = match found {
+        Some(d) => d,
+        None if sys::is_root() => {
+            let target = Path::new("/sys/kernel/tracing");
+            nix::mount::mount(Some("tracefs"), target, Some("tracefs"), nix::mount::MsFlags::empty(), None::<&str>)
+                .map_err(|e| Error::NoTracefs(format!("mounting it at {} failed: {e}", target.display())))?;
+            target.to_path_buf()
+        }
+        None => {
+            return Err(Error::NoTracefs(
+                "not in /proc/self/mountinfo, /sys/kernel/tracing or /sys/kernel/debug/tracing, and not root".into(),
+            ))
+        }
+    };
+    Ok(DIR.get_or_init(|| dir).clone())
+}
+
+fn check_event_component(s: &str) -> Result<()> {
+    if s.is_empty() || s.contains('/') || s == "." || s == ".." {
+        return Err(Error::InvalidArgument(format!(
+            "bad tracepoint name component {s:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// The perf id of tracepoint `category/event` (tracefs `events/<category>/<event>/id`).
+pub fn tracepoint_id(category: &str, event: &str) -> Result<u64> {
+    check_event_component(category)?;
+    check_event_component(event)?;
+    let tracefs = tracefs_dir()?;
+    let path = tracefs.join("events").join(category).join(event).join("id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse().map_err(|_| {
+            Error::InvalidArgument(format!("{}: not a tracepoint id: {text:?}", path.display()))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NoSuchTracepoint {
+            category: category.into(),
+            event: event.into(),
+            tracefs,
+        }),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// Does tracepoint `category/event` exist on this kernel?
+pub fn tracepoint_exists(category: &str, event: &str) -> Result<bool> {
+    match tracepoint_id(category, event) {
+        Ok(_) => Ok(true),
+        Err(Error::NoSuchTracepoint { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// A bpf filesystem mount point: the first in /proc/self/mountinfo (preferring `/sys/fs/bpf`);
+/// when there is none and we are root, bpffs is mounted at `/sys/fs/bpf`.
+pub fn bpffs_dir() -> Result<PathBuf> {
+    let default = Path::new("/sys/fs/bpf");
+    let mounts = mount_points(&mountinfo()?, "bpf");
+    if let Some(dir) = mounts
+        .iter()
+        .find(|m| m.as_path() == default)
+        .or(mounts.first())
+    {
+        return Ok(dir.clone());
+    }
+    if !sys::is_root() {
+        return Err(Error::NotBpffs(default.into()));
+    }
+    std::fs::create_dir_all(default).map_err(|e| Error::io(default, e))?;
+    nix::mount::mount(
+        Some("bpf"),
+        default,
+        Some("bpf"),
+        nix::mount::MsFlags::empty(),
+        Some("mode=0700"),
+    )
+    .map_err(|e| Error::io(default, std::io::Error::from(e)))?;
+    Ok(default.into())
+}
+
+/// Is `path` on a bpf filesystem?
+pub(crate) fn is_on_bpffs(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::BPF_FS_MAGIC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0-1\n").unwrap(), vec![0, 1]);
+        assert_eq!(parse_cpu_list("0,2-3").unwrap(), vec![0, 2, 3]);
+        assert_eq!(parse_cpu_list("5").unwrap(), vec![5]);
+        for bad in ["", "\n", "a", "3-1", "0-", "-1", "0,,x"] {
+            assert!(parse_cpu_list(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn mountinfo_lookup() {
+        let text = "\
+22 1 0:21 / /sys rw,nosuid shared:7 - sysfs sysfs rw
+30 22 0:26 / /sys/fs/cgroup/unified rw shared:9 - cgroup2 cgroup2 rw,nsdelegate
+41 22 0:12 / /sys/kernel/tracing rw,nosuid shared:18 - tracefs tracefs rw
+42 22 0:35 / /sys/fs/bpf rw - bpf bpf rw,mode=700
+43 22 0:36 / /tmp/with\\040space rw master:1 - bpf none rw
+";
+        assert_eq!(
+            mount_points(text, "tracefs"),
+            vec![PathBuf::from("/sys/kernel/tracing")]
+        );
+        assert_eq!(
+            mount_points(text, "bpf"),
+            vec![
+                PathBuf::from("/sys/fs/bpf"),
+                PathBuf::from("/tmp/with space")
+            ]
+        );
+        assert!(mount_points(text, "debugfs").is_empty());
+        assert!(mount_points("garbage\n\n - \n", "bpf").is_empty());
+    }
+}

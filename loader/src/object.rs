@@ -1,0 +1,111 @@
+//! Loading a whole object: maps first, then programs linked against them.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use crate::elf::ObjectSpec;
+use crate::error::{Error, Result};
+use crate::map::Map;
+use crate::program::Program;
+use crate::reloc;
+use crate::sys;
+
+/// A loaded BPF object: its maps and programs, live in the kernel. Dropping it closes every fd;
+/// attached [`crate::Link`]s and pins keep what they need alive on their own.
+#[derive(Debug)]
+pub struct Object {
+    maps: Vec<Map>,
+    programs: Vec<Program>,
+}
+
+/// Kernel release as (major, minor), from /proc/sys/kernel/osrelease.
+fn kernel_release() -> Option<(u32, u32)> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    let mut parts = text.trim().split(['.', '-']);
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+fn load_btf(spec: &ObjectSpec) -> Result<OwnedFd> {
+    let blob = spec.kernel_btf.as_ref().ok_or_else(|| {
+        Error::Btf("the object's .BTF could not be prepared for the kernel".into())
+    })?;
+    match sys::btf_load(blob, &mut []) {
+        Ok(fd) => Ok(fd),
+        Err(first) => {
+            let mut log = vec![0u8; 1 << 20];
+            let e = sys::btf_load(blob, &mut log).err().unwrap_or(first);
+            let tail = crate::program::log_tail(&log, 10);
+            Err(match e.raw_os_error() {
+                Some(libc::EPERM) | Some(libc::EACCES) => Error::sys("load BTF", e),
+                _ => Error::Btf(format!(
+                    "the kernel rejected the object's BTF ({e}): {tail}"
+                )),
+            })
+        }
+    }
+}
+
+impl Object {
+    /// Creates the spec's maps (writing and freezing data sections), then relocates and loads
+    /// every program (BPF_PROG_LOAD). Loads the object's BTF only if a map needs it (socket
+    /// storage). On kernels before 5.11 RLIMIT_MEMLOCK is raised first. On error nothing stays
+    /// loaded.
+    pub fn load(spec: &ObjectSpec) -> Result<Object> {
+        if kernel_release().is_some_and(|v| v < (5, 11)) {
+            if let Err(e) = sys::raise_memlock_limit() {
+                log::warn!(
+                    "could not raise RLIMIT_MEMLOCK ({e}); map creation may fail with EPERM"
+                );
+            }
+        }
+        let btf = if spec.maps().iter().any(|m| m.needs_btf()) {
+            Some(load_btf(spec)?)
+        } else {
+            None
+        };
+        let mut maps = Vec::with_capacity(spec.maps().len());
+        for m in spec.maps() {
+            maps.push(Map::create_with_btf(m, btf.as_ref().map(|f| f.as_fd()))?);
+        }
+        let fds: Vec<i32> = maps.iter().map(|m| m.fd().as_raw_fd()).collect();
+        let mut programs = Vec::with_capacity(spec.programs().len());
+        for p in spec.programs() {
+            let insns = reloc::link(&spec.functions, p.function, &fds)?;
+            programs.push(Program::load(p, &insns, spec.license())?);
+        }
+        Ok(Object { maps, programs })
+    }
+
+    /// The map named `name`.
+    pub fn map(&self, name: &str) -> Result<&Map> {
+        self.maps
+            .iter()
+            .find(|m| m.name() == name)
+            .ok_or_else(|| Error::UnknownMap(name.into()))
+    }
+
+    /// The map named `name`, mutably (to pin it).
+    pub fn map_mut(&mut self, name: &str) -> Result<&mut Map> {
+        self.maps
+            .iter_mut()
+            .find(|m| m.name() == name)
+            .ok_or_else(|| Error::UnknownMap(name.into()))
+    }
+
+    /// The program named `name`.
+    pub fn program(&self, name: &str) -> Result<&Program> {
+        self.programs
+            .iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| Error::UnknownProgram(name.into()))
+    }
+
+    /// All maps, in the spec's order.
+    pub fn maps(&self) -> impl Iterator<Item = &Map> {
+        self.maps.iter()
+    }
+
+    /// All programs, in the spec's order.
+    pub fn programs(&self) -> impl Iterator<Item = &Program> {
+        self.programs.iter()
+    }
+}

@@ -1,0 +1,328 @@
+//! Loaded programs and their attachments (links).
+
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use crate::elf::{AttachType, ProgramKind, ProgramSpec};
+use crate::error::{Error, Result};
+use crate::fs::tracepoint_id;
+use crate::map::pin_fd;
+use crate::reloc::Insn;
+use crate::sys;
+
+/// Lines of the verifier log kept in [`Error::Verifier`].
+const LOG_TAIL_LINES: usize = 20;
+const LOG_START: usize = 1 << 16;
+const LOG_MAX: usize = 1 << 24;
+
+/// A program loaded into the kernel. Dropping it closes its fd; attached links keep the program
+/// alive on their own.
+#[derive(Debug)]
+pub struct Program {
+    name: String,
+    section: String,
+    kind: ProgramKind,
+    fd: OwnedFd,
+}
+
+/// The last `n` non-empty lines of a verifier log (NUL-terminated in its buffer).
+pub(crate) fn log_tail(buf: &[u8], n: usize) -> String {
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let text = String::from_utf8_lossy(&buf[..end]);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+impl Program {
+    /// Loads relocated instructions (BPF_PROG_LOAD). The first attempt has no log; if it fails,
+    /// the load is repeated with a verifier log, grown on ENOSPC, whose tail goes in the error.
+    pub(crate) fn load(spec: &ProgramSpec, insns: &[Insn], license: &str) -> Result<Program> {
+        let license = CString::new(license).map_err(|_| {
+            Error::InvalidArgument(format!("license of `{}` contains a NUL byte", spec.name))
+        })?;
+        let attr = sys::ProgLoad {
+            prog_type: spec.kind.prog_type(),
+            expected_attach_type: spec.kind.expected_attach_type().map_or(0, |t| t as u32),
+            insns,
+            license: &license,
+            name: &spec.name,
+        };
+        let program = |fd| Program {
+            name: spec.name.clone(),
+            section: spec.section.clone(),
+            kind: spec.kind.clone(),
+            fd,
+        };
+        let first = match sys::prog_load(&attr, None) {
+            Ok(fd) => return Ok(program(fd)),
+            Err(e) => e,
+        };
+        if matches!(first.raw_os_error(), Some(libc::EPERM)) {
+            return Err(Error::sys(format!("load program `{}`", spec.name), first));
+        }
+        let mut size = LOG_START;
+        loop {
+            let mut log = vec![0u8; size];
+            match sys::prog_load(&attr, Some((&mut log, 1))) {
+                Ok(fd) => return Ok(program(fd)),
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && size < LOG_MAX => size *= 4,
+                Err(e) => {
+                    let e = if e.raw_os_error() == Some(libc::ENOSPC) {
+                        first
+                    } else {
+                        e
+                    };
+                    let tail = log_tail(&log, LOG_TAIL_LINES);
+                    if matches!(e.raw_os_error(), Some(libc::EACCES)) && tail.is_empty() {
+                        return Err(Error::sys(format!("load program `{}`", spec.name), e));
+                    }
+                    return Err(Error::Verifier {
+                        program: spec.name.clone(),
+                        source: e,
+                        log_tail: tail,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Function name of the program.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// ELF section it came from.
+    pub fn section(&self) -> &str {
+        &self.section
+    }
+
+    /// Program type and attach type.
+    pub fn kind(&self) -> &ProgramKind {
+        &self.kind
+    }
+
+    /// The program's file descriptor.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// The kernel's id of this program (what [`query_cgroup_programs`] returns).
+    pub fn id(&self) -> Result<u32> {
+        sys::prog_id(self.fd.as_fd())
+            .map_err(|e| Error::sys(format!("get info of program `{}`", self.name), e))
+    }
+
+    /// Attaches a cgroup program (cgroup_skb, cgroup/sock_*, sockops) to the cgroup v2 directory
+    /// `cgroup` with a BPF link (Linux 5.7; `cgroup/sock_release` needs 5.9). Several programs
+    /// may share a cgroup hook. The link detaches when the returned [`Link`] is dropped, or when
+    /// this process exits.
+    pub fn attach_cgroup(&self, cgroup: impl AsRef<Path>) -> Result<Link> {
+        let path = cgroup.as_ref();
+        let dir = File::open(path).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOTDIR) => Error::NotCgroupV2 {
+                path: path.display().to_string(),
+            },
+            _ => Error::io(path, e),
+        })?;
+        self.attach_cgroup_fd_named(dir.as_fd(), &path.display().to_string())
+    }
+
+    /// Like [`Program::attach_cgroup`], with an open cgroup directory fd.
+    pub fn attach_cgroup_fd(&self, cgroup: BorrowedFd<'_>) -> Result<Link> {
+        self.attach_cgroup_fd_named(cgroup, &format!("cgroup fd {cgroup:?}"))
+    }
+
+    fn attach_cgroup_fd_named(&self, cgroup: BorrowedFd<'_>, label: &str) -> Result<Link> {
+        if !self.kind.is_cgroup() {
+            return Err(Error::InvalidArgument(format!(
+                "program `{}` is not a cgroup program",
+                self.name
+            )));
+        }
+        let attach_type = self.kind.attach_type();
+        let fd = sys::link_create(self.fd.as_fd(), cgroup, attach_type as u32).map_err(|e| match e.raw_os_error() {
+            Some(libc::EBADF) | Some(libc::ENOTDIR) => Error::NotCgroupV2 { path: label.into() },
+            Some(libc::E2BIG) => Error::TooManyPrograms { path: label.into() },
+            Some(libc::EINVAL) => Error::Syscall {
+                op: format!(
+                    "attach program `{}` ({attach_type:?}) to {label} with a BPF link (needs Linux 5.7, \
+                     5.9 for sock_release)",
+                    self.name
+                ),
+                source: e,
+            },
+            _ => Error::sys(format!("attach program `{}` to {label}", self.name), e),
+        })?;
+        Ok(Link {
+            fd,
+            perf_event: None,
+            kind: LinkKind::Cgroup(attach_type),
+            target: label.into(),
+            pinned: None,
+        })
+    }
+
+    /// Attaches a tracepoint program to `category/event` (e.g. `syscalls`, `sys_enter_openat`),
+    /// which need not be the one in its section name. Uses perf_event_open plus a BPF perf link
+    /// (Linux 5.15); older kernels get PERF_EVENT_IOC_SET_BPF. Detaches when the [`Link`] drops.
+    pub fn attach_tracepoint(&self, category: &str, event: &str) -> Result<Link> {
+        if !matches!(self.kind, ProgramKind::Tracepoint { .. }) {
+            return Err(Error::InvalidArgument(format!(
+                "program `{}` is not a tracepoint program",
+                self.name
+            )));
+        }
+        let id = tracepoint_id(category, event)?;
+        let target = format!("tracepoint {category}/{event}");
+        let perf = sys::perf_event_open_tracepoint(id)
+            .map_err(|e| Error::sys(format!("perf_event_open for {target}"), e))?;
+        match sys::link_create(self.fd.as_fd(), perf.as_fd(), AttachType::PerfEvent as u32) {
+            Ok(fd) => Ok(Link {
+                fd,
+                perf_event: Some(perf),
+                kind: LinkKind::PerfLink,
+                target,
+                pinned: None,
+            }),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(524)
+                ) =>
+            {
+                log::debug!(
+                    "no perf-event links ({e}); attaching {target} with PERF_EVENT_IOC_SET_BPF"
+                );
+                sys::perf_event_attach_bpf(perf.as_fd(), self.fd.as_fd()).map_err(|e| {
+                    Error::sys(format!("attach program `{}` to {target}", self.name), e)
+                })?;
+                Ok(Link {
+                    fd: perf,
+                    perf_event: None,
+                    kind: LinkKind::PerfEventIoctl,
+                    target,
+                    pinned: None,
+                })
+            }
+            Err(e) => Err(Error::sys(
+                format!("attach program `{}` to {target}", self.name),
+                e,
+            )),
+        }
+    }
+}
+
+/// How a [`Link`] holds its attachment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkKind {
+    /// A BPF link on a cgroup.
+    Cgroup(AttachType),
+    /// A BPF perf-event link on a tracepoint (Linux 5.15).
+    PerfLink,
+    /// A perf event with the program set by ioctl (kernels before 5.15); cannot be pinned.
+    PerfEventIoctl,
+}
+
+/// An attachment. Dropping it detaches the program, unless it was pinned; the kernel also
+/// detaches it when the owning process exits or is killed.
+#[derive(Debug)]
+pub struct Link {
+    fd: OwnedFd,
+    /// The perf event under a perf link (kept open alongside it).
+    perf_event: Option<OwnedFd>,
+    kind: LinkKind,
+    target: String,
+    pinned: Option<PathBuf>,
+}
+
+impl Link {
+    /// How this link is held.
+    pub fn kind(&self) -> LinkKind {
+        self.kind
+    }
+
+    /// What it is attached to (cgroup path or `tracepoint cat/event`).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Detaches now (same as dropping).
+    pub fn detach(self) {}
+
+    /// Pins a BPF link on bpffs so the attachment outlives this process; [`Link::unpin`] (or
+    /// removing the file) releases it.
+    pub fn pin(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        if self.kind == LinkKind::PerfEventIoctl {
+            return Err(Error::InvalidArgument(format!(
+                "{}: perf-event attachments cannot be pinned",
+                self.target
+            )));
+        }
+        let path = path.as_ref();
+        pin_fd(self.fd.as_fd(), path, &format!("link to {}", self.target))?;
+        self.pinned = Some(path.to_path_buf());
+        Ok(())
+    }
+
+    /// Removes the pin made by [`Link::pin`].
+    pub fn unpin(&mut self) -> Result<()> {
+        if let Some(path) = self.pinned.take() {
+            std::fs::remove_file(&path).map_err(|e| Error::io(path, e))?;
+        }
+        Ok(())
+    }
+
+    /// The link's file descriptor (the perf event's for [`LinkKind::PerfEventIoctl`]).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        // Closing the fds (after this) detaches the program unless a pin holds the link.
+        log::trace!(
+            "detaching {} ({:?}, perf event open: {})",
+            self.target,
+            self.kind,
+            self.perf_event.is_some()
+        );
+    }
+}
+
+/// Ids of the programs attached directly to cgroup directory `cgroup` for `attach_type`
+/// (BPF_PROG_QUERY), e.g. to check that links were detached.
+pub fn query_cgroup_programs(
+    cgroup: impl AsRef<Path>,
+    attach_type: AttachType,
+) -> Result<Vec<u32>> {
+    let path = cgroup.as_ref();
+    let dir = File::open(path).map_err(|e| Error::io(path, e))?;
+    sys::prog_query(dir.as_fd(), attach_type as u32).map_err(|e| match e.raw_os_error() {
+        Some(libc::EBADF) | Some(libc::ENOTDIR) => Error::NotCgroupV2 {
+            path: path.display().to_string(),
+        },
+        _ => Error::sys(format!("query programs on {}", path.display()), e),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_tail_keeps_the_last_lines() {
+        let mut log = String::new();
+        for i in 0..30 {
+            log.push_str(&format!("line {i}\n"));
+        }
+        let mut buf = log.into_bytes();
+        buf.extend_from_slice(&[0, b'x', b'y']);
+        let tail = log_tail(&buf, 20);
+        assert_eq!(tail.lines().count(), 20);
+        assert!(tail.starts_with("line 10\n") && tail.ends_with("line 29"));
+        assert_eq!(log_tail(b"\0", 20), "");
+    }
+}
