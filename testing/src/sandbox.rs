@@ -314,6 +314,17 @@ pub fn sandbox_bin() -> PathBuf {
         })
 }
 
+/// Removes what killed test processes left behind: cgroup trees `podnet-test-*-<pid>-<n>` (v2 and
+/// this process's v1 memory cgroup), network namespaces `podnet-*-<pid>-<n>` and veth address
+/// reservations, wherever `<pid>` no longer exists. The first [`CgroupTree::new`] and
+/// [`NetNs::new`] of each process do this by themselves; call it directly, e.g. at the start of a
+/// demo, to clean up eagerly.
+pub fn remove_stale() -> anyhow::Result<()> {
+    net::sweep_stale_netns();
+    net::sweep_stale_reservations();
+    cgroup::sweep_stale_trees()
+}
+
 /// True when a process with this pid exists.
 pub(crate) fn pid_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()

@@ -237,6 +237,26 @@ fn workload_lands_in_its_cgroups_and_netns() {
     w.release().unwrap();
     assert!(ns.pids().is_empty());
     assert!(tree.procs(&pod.tree_rel).unwrap().is_empty());
+
+    // A container restart: a new container directory appears under the same pod directory.
+    let mut pod = pod;
+    let restarted = new_container_id();
+    let c2 = pod.add_container(&tree, "app", &restarted).unwrap().clone();
+    assert_eq!(
+        c2.dir,
+        pod.dir.join(format!("cri-containerd-{restarted}.scope"))
+    );
+    let mut w = Workload::spawn_in(&["idle"], None, &c2).unwrap();
+    w.wait_ready().unwrap();
+    assert_eq!(proc_cgroups(w.pid()).0, c2.rel);
+    // Deleting the pod kills what runs in it and removes its directories, in both hierarchies.
+    tree.remove(&pod.tree_rel).unwrap();
+    assert!(!w.wait_exit().unwrap().success());
+    assert!(!pod.dir.exists());
+    assert!(pod.dir.parent().unwrap().is_dir());
+    if let Some(memcg) = &pod.memcg {
+        assert!(!memcg.exists());
+    }
 }
 
 #[test]
@@ -385,13 +405,18 @@ fn tcp_exchange_matches_the_kernel_segment_counters() {
     assert_eq!(s["peer"], c["local"]);
     client.release().unwrap();
     server.release().unwrap();
-    // Every segment one side sent, the other side received (a veth loses nothing); wait (bounded)
-    // for the closing handshake to finish.
+    // Every segment one side put on the wire, the other side received: a veth loses nothing.
+    // TcpOutSegs leaves out retransmissions (RFC 1213), which a loaded machine can cause through
+    // early loss probes; the receiver's TcpInSegs counts them, so they are added back. Wait
+    // (bounded) for the closing handshake to finish.
+    let wire = |out: &HashMap<String, u64>, out0: &HashMap<String, u64>| {
+        delta(out, out0, "TcpOutSegs") + delta(out, out0, "TcpRetransSegs")
+    };
     let deadline = Instant::now() + Duration::from_secs(5);
     let (a1, b1) = loop {
         let (a1, b1) = (netns_snmp(&a), netns_snmp(&b));
-        let settled = delta(&a1, &a0, "TcpOutSegs") == delta(&b1, &b0, "TcpInSegs")
-            && delta(&b1, &b0, "TcpOutSegs") == delta(&a1, &a0, "TcpInSegs")
+        let settled = wire(&a1, &a0) == delta(&b1, &b0, "TcpInSegs")
+            && wire(&b1, &b0) == delta(&a1, &a0, "TcpInSegs")
             && a1["TcpCurrEstab"] == 0
             && b1["TcpCurrEstab"] == 0;
         if settled || Instant::now() > deadline {
@@ -399,14 +424,25 @@ fn tcp_exchange_matches_the_kernel_segment_counters() {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert_eq!(delta(&a1, &a0, "TcpOutSegs"), delta(&b1, &b0, "TcpInSegs"));
-    assert_eq!(delta(&b1, &b0, "TcpOutSegs"), delta(&a1, &a0, "TcpInSegs"));
+    let show = |m: &HashMap<String, u64>, m0: &HashMap<String, u64>| {
+        let mut v: Vec<String> = m
+            .keys()
+            .filter(|k| k.starts_with("Tcp"))
+            .map(|k| {
+                format!(
+                    "{k}={}",
+                    m[k] as i64 - m0.get(k).copied().unwrap_or(0) as i64
+                )
+            })
+            .collect();
+        v.sort();
+        v.join(" ")
+    };
+    let why = format!("client: {}\nserver: {}", show(&a1, &a0), show(&b1, &b0));
+    assert_eq!(wire(&a1, &a0), delta(&b1, &b0, "TcpInSegs"), "{why}");
+    assert_eq!(wire(&b1, &b0), delta(&a1, &a0, "TcpInSegs"), "{why}");
     assert_eq!(delta(&a1, &a0, "TcpActiveOpens"), 1);
     assert_eq!(delta(&b1, &b0, "TcpPassiveOpens"), 1);
-    assert_eq!(
-        delta(&a1, &a0, "TcpRetransSegs") + delta(&b1, &b0, "TcpRetransSegs"),
-        0
-    );
     assert_eq!(a1["TcpCurrEstab"], 0);
     assert_eq!(b1["TcpCurrEstab"], 0);
 }
@@ -577,9 +613,10 @@ fn memory_is_charged_to_the_container() {
     assert_eq!(w.result().unwrap()["bytes"], 32u64 << 20);
     let after = read();
     let grown = after - before;
-    // The 32 MiB touched after joining are charged here, plus at most a little bookkeeping.
+    // The 32 MiB touched after joining are charged here. The charge counter is batched per CPU
+    // (64 pages at a time), so allow that much either way, plus a little bookkeeping above.
     assert!(
-        (32 << 20..(32 << 20) + (4 << 20)).contains(&grown),
+        ((32 << 20) - (1 << 20)..(32 << 20) + (4 << 20)).contains(&grown),
         "grew by {grown} bytes"
     );
     w.release().unwrap();
@@ -762,4 +799,118 @@ fn workload_failures_are_reported_with_the_reason() {
     let err = w.wait_ready().unwrap_err().to_string();
     assert!(err.contains("unknown job \"dance\""), "{err}");
     assert!(!w.wait_exit().unwrap().success());
+}
+
+#[test]
+fn leftovers_of_dead_test_processes_are_removed() {
+    if !require_privileges("leftovers_of_dead_test_processes_are_removed") {
+        return;
+    }
+    // A pid that surely belongs to no live process any more.
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let probe = CgroupTree::new("probe").unwrap();
+    let name = format!("podnet-test-stale-{dead}-0");
+    let v2 = probe.mount().join(&name);
+    fs::create_dir_all(v2.join("kubepods/pod1")).unwrap();
+    let v1 = probe.memcg_root().map(|r| r.parent().unwrap().join(&name));
+    if let Some(v1) = &v1 {
+        fs::create_dir_all(v1.join("kubepods/pod1")).unwrap();
+    }
+    let ns = format!("podnet-stale-{dead}-0");
+    assert!(Command::new("ip")
+        .args(["netns", "add", &ns])
+        .status()
+        .unwrap()
+        .success());
+    // Not stale: the owner (this process) is alive.
+    let live = NetNs::new("alive").unwrap();
+    remove_stale().unwrap();
+    assert!(!v2.exists(), "{} left behind", v2.display());
+    if let Some(v1) = &v1 {
+        assert!(!v1.exists(), "{} left behind", v1.display());
+    }
+    assert!(!netns_listed(&ns));
+    assert!(netns_listed(live.name()));
+    assert!(probe.root().is_dir());
+}
+
+#[test]
+fn demo_job_runs_its_mixed_load_for_the_given_time() {
+    if !require_privileges("demo_job_runs_its_mixed_load_for_the_given_time") {
+        return;
+    }
+    let tree = CgroupTree::new("demo").unwrap();
+    let pod = SandboxPod::create(
+        &tree,
+        Layout::SystemdContainerd,
+        &new_uid(),
+        Qos::Burstable,
+        &[("a", &new_container_id()), ("b", &new_container_id())],
+    )
+    .unwrap();
+    let (a, b) = (NetNs::new("demo-a").unwrap(), NetNs::new("demo-b").unwrap());
+    let veth = Veth::between(&a, &b).unwrap();
+    let peer = format!("{}:7300", veth.addr_b());
+    // The receiver runs longer than the sender, so it sees every datagram.
+    let mut rx = Workload::spawn_in(
+        &[
+            "demo",
+            "--seconds",
+            "2",
+            "--bind",
+            &peer,
+            "--sockets-per-sec",
+            "0",
+            "--opens-per-sec",
+            "0",
+            "--mib",
+            "1",
+        ],
+        Some(&b),
+        pod.container("b").unwrap(),
+    )
+    .unwrap();
+    let mut tx = Workload::spawn_in(
+        &[
+            "demo",
+            "--seconds",
+            "1",
+            "--to",
+            &peer,
+            "--rate",
+            "150",
+            "--size",
+            "300",
+            "--sockets-per-sec",
+            "10",
+            "--opens-per-sec",
+            "30",
+            "--mib",
+            "2",
+        ],
+        Some(&a),
+        pod.container("a").unwrap(),
+    )
+    .unwrap();
+    rx.wait_ready().unwrap();
+    tx.wait_ready().unwrap();
+    let b0 = netns_snmp(&b);
+    let started = Instant::now();
+    rx.go().unwrap();
+    tx.go().unwrap();
+    let t = tx.result().unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    let r = rx.result().unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert_eq!(t["udpSent"], 150);
+    assert_eq!(t["socketsCreated"], 10);
+    assert_eq!(t["opens"], 30);
+    assert_eq!(t["bytesHeld"], 2u64 << 20);
+    assert_eq!(r["udpReceived"], 150);
+    assert_eq!(r["udpSent"], 0);
+    assert_eq!(delta(&netns_snmp(&b), &b0, "UdpInDatagrams"), 150);
+    tx.wait_exit().unwrap();
+    rx.wait_exit().unwrap();
 }

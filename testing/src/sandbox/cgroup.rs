@@ -247,6 +247,15 @@ fn memcg_parent() -> Result<Option<PathBuf>> {
     Ok(dir.is_dir().then_some(dir))
 }
 
+/// Removes the trees of test processes that no longer exist, from the cgroup v2 mount and the v1
+/// memory cgroup of this process.
+pub(crate) fn sweep_stale_trees() -> Result<()> {
+    let mount = cgroup2_mount()?;
+    let memcg_parent = memcg_parent()?;
+    sweep_stale(&mount, memcg_parent.as_deref());
+    Ok(())
+}
+
 /// Removes trees left behind by test processes that no longer exist.
 fn sweep_stale(mount: &Path, memcg_parent: Option<&Path>) {
     let stale = |parent: &Path| -> Vec<PathBuf> {

@@ -110,7 +110,7 @@ fn delete_netns(name: &str) -> Result<()> {
 }
 
 /// Deletes namespaces `podnet-<label>-<pid>-<n>` whose creating process no longer exists.
-fn sweep_stale_netns() {
+pub(crate) fn sweep_stale_netns() {
     let Ok(list) = ip(&["netns", "list"]) else {
         return;
     };
@@ -142,7 +142,10 @@ impl NetNs {
         {
             bail!("netns label {label:?} must be non-empty ASCII letters, digits, '-' or '_'");
         }
-        SWEEP_STALE.call_once(sweep_stale_netns);
+        SWEEP_STALE.call_once(|| {
+            sweep_stale_netns();
+            sweep_stale_reservations();
+        });
         let name = format!(
             "podnet-{label}-{}-{}",
             std::process::id(),
@@ -239,6 +242,33 @@ pub(crate) fn parse_snmp(text: &str) -> HashMap<String, u64> {
         }
     }
     out
+}
+
+/// Releases address reservations of processes that no longer exist, deleting the host end of
+/// their veth pair if it is still there.
+pub(crate) fn sweep_stale_reservations() {
+    let Ok(rd) = fs::read_dir(RESERVATIONS) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(idx) = name
+            .strip_prefix("veth-")
+            .and_then(|i| i.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let owner: Option<u32> = fs::read_to_string(e.path())
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        if owner.is_some_and(|pid| !pid_alive(pid)) {
+            let host_end = format!("pn-{idx:04x}-b");
+            if Path::new("/sys/class/net").join(&host_end).exists() {
+                let _ = ip(&["link", "del", "dev", &host_end]);
+            }
+            let _ = fs::remove_file(e.path());
+        }
+    }
 }
 
 /// A reserved /30 block of [`VETH_SUPERNET`]; the reservation file is removed on drop.
