@@ -53,7 +53,7 @@ impl Window<'_> {
     }
 }
 
-fn sum(ids: impl Iterator<Item = u64> + Clone, later: &Snapshot, earlier: &Snapshot) -> Counters {
+fn sum(ids: impl Iterator<Item = u64>, later: &Snapshot, earlier: &Snapshot) -> Counters {
     ids.fold(Counters::default(), |acc, id| {
         acc.add(&later.get(id).since(&earlier.get(id)))
     })

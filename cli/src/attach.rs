@@ -1,0 +1,447 @@
+//! Stage 3, attach: load podnet's BPF object (embedded in the binary) once, register the tracked
+//! cgroups in the counters map, attach the cgroup programs to every pod directory with BPF links
+//! and the file-open programs to their tracepoints.
+//!
+//! Every attachment is a link owned by the [`Tracker`]; nothing is pinned, so the kernel detaches
+//! everything when podnet exits, however it exits (Ctrl-C, an error, SIGKILL).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use log::{debug, info};
+
+use podnet_loader::{Error as LoaderError, Link, Map, Object, ObjectSpec};
+
+use crate::aggregate::{TrackedContainer, TrackedPod};
+use crate::resolve::{Mounts, ResolvedPod};
+#[cfg(test)]
+use crate::sample::COUNTER_FIELDS;
+use crate::sample::{CgroupFiles, Counters, Misses, Snapshot};
+
+/// podnet's BPF object, compiled from `bpf-src/podnet.bpf.c` by the build script.
+pub static BPF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/podnet.bpf.o"));
+
+/// Cgroups registered per pod of capacity: the pod and up to seven containers.
+pub const CGROUPS_PER_POD: u32 = 8;
+
+/// The cgroup programs attached to every pod directory.
+const CGROUP_PROGRAMS: [&str; 5] = [
+    "podnet_ingress",
+    "podnet_egress",
+    "podnet_sock_create",
+    "podnet_sock_release",
+    "podnet_sockops",
+];
+
+/// Syscalls whose tracepoints count file opens; only `openat` exists everywhere (arm64 has no
+/// `open`/`creat`, kernels before 5.6 no `openat2`).
+const OPEN_SYSCALLS: [&str; 4] = ["openat", "openat2", "open", "creat"];
+
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// Fails with the fix when this process lacks the capabilities podnet needs.
+pub fn check_privileges() -> Result<()> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |cap: u32| eff & (1u64 << cap) != 0;
+    // Before 5.8 CAP_SYS_ADMIN stood for CAP_BPF and CAP_PERFMON.
+    let bpf = has(CAP_BPF) || has(CAP_SYS_ADMIN);
+    let perfmon = has(CAP_PERFMON) || has(CAP_SYS_ADMIN);
+    let mut missing = Vec::new();
+    if !bpf {
+        missing.push("CAP_BPF");
+    }
+    if !perfmon {
+        missing.push("CAP_PERFMON");
+    }
+    if !has(CAP_NET_ADMIN) {
+        missing.push("CAP_NET_ADMIN");
+    }
+    if !missing.is_empty() {
+        bail!(
+            "podnet needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN to load and attach its eBPF \
+             programs (missing: {}): run it as root (sudo podnet stats), or grant them with \
+             `setcap cap_bpf,cap_perfmon,cap_net_admin+ep $(command -v podnet)`",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// One pod podnet follows: its links and the cgroup ids it registered.
+struct Followed {
+    pod: TrackedPod,
+    /// Held for their `Drop`: dropping a link detaches its program.
+    _links: Vec<Link>,
+}
+
+/// The loaded object and everything attached. Dropping it detaches every program.
+pub struct Tracker {
+    object: Object,
+    tracepoint_links: Vec<Link>,
+    followed: HashMap<String, Followed>,
+    capacity: u32,
+}
+
+impl Tracker {
+    /// Loads the embedded object with maps sized for `max_pods`.
+    pub fn load(max_pods: u32) -> Result<Tracker> {
+        let mut spec =
+            ObjectSpec::parse(BPF_OBJECT).context("parsing podnet's embedded BPF object")?;
+        let capacity = max_pods.saturating_mul(CGROUPS_PER_POD);
+        spec.map_mut("counters")?.max_entries = capacity;
+        let object =
+            Object::load(&spec).context("loading podnet's BPF programs into the kernel")?;
+        info!("loaded BPF object: counters map for {capacity} cgroups");
+        Ok(Tracker {
+            object,
+            tracepoint_links: Vec::new(),
+            followed: HashMap::new(),
+            capacity,
+        })
+    }
+
+    fn map(&self, name: &str) -> &Map {
+        self.object
+            .map(name)
+            .unwrap_or_else(|e| panic!("map {name} is defined in podnet.bpf.c: {e}"))
+    }
+
+    /// Attaches the file-open programs to every open-family syscall tracepoint this kernel has.
+    /// Returns warnings for optional ones that are missing.
+    pub fn attach_file_tracepoints(&mut self) -> Result<Vec<String>> {
+        let mut warnings = Vec::new();
+        for (program, phase) in [("podnet_open_enter", "enter"), ("podnet_open_exit", "exit")] {
+            let prog = self
+                .object
+                .program(program)
+                .unwrap_or_else(|e| panic!("program {program} is defined in podnet.bpf.c: {e}"));
+            for syscall in OPEN_SYSCALLS {
+                let event = format!("sys_{phase}_{syscall}");
+                let exists = podnet_loader::tracepoint_exists("syscalls", &event)
+                    .context("looking for the syscall tracepoints in tracefs")?;
+                if !exists {
+                    if syscall == "openat" {
+                        bail!(
+                            "this kernel has no syscalls/{event} tracepoint: podnet counts file \
+                             opens with it (needs CONFIG_FTRACE_SYSCALLS)"
+                        );
+                    }
+                    debug!("no tracepoint syscalls/{event} on this kernel: skipped");
+                    continue;
+                }
+                let link = prog
+                    .attach_tracepoint("syscalls", &event)
+                    .with_context(|| format!("attaching {program} to syscalls/{event}"))?;
+                debug!("attached {program} to syscalls/{event}");
+                self.tracepoint_links.push(link);
+            }
+        }
+        if self.tracepoint_links.is_empty() {
+            warnings.push("no file-open tracepoints attached: file opens read 0".to_string());
+        }
+        Ok(warnings)
+    }
+
+    /// Registers a cgroup's zeroed counters. Returns false (and a warning) when the map is full.
+    fn register(&self, id: u64, what: &str, warnings: &mut Vec<String>) -> Result<bool> {
+        let counters = self.map("counters");
+        let zeros = vec![0u8; counters.value_len()];
+        match counters.update(&id.to_ne_bytes(), &zeros, podnet_loader::BPF_NOEXIST) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(true),
+            Err(LoaderError::MapFull { .. }) => {
+                warnings.push(format!(
+                    "{what} is not counted: the counters map is full ({} cgroups); raise --max-pods",
+                    self.capacity
+                ));
+                Ok(false)
+            }
+            Err(e) => Err(e).with_context(|| format!("registering {what} (cgroup id {id})")),
+        }
+    }
+
+    fn unregister(&self, id: u64) {
+        if let Err(e) = self.map("counters").delete(&id.to_ne_bytes()) {
+            debug!("unregistering cgroup {id}: {e}");
+        }
+    }
+
+    /// Makes the set of followed pods equal `pods`: attaches to new ones, registers containers
+    /// that appeared, and detaches from pods that are gone. Returns the followed pods (in the
+    /// order given) and warnings for pods that could not be followed.
+    pub fn follow(
+        &mut self,
+        pods: &[ResolvedPod],
+        mounts: &Mounts,
+    ) -> (Vec<TrackedPod>, Vec<String>) {
+        let mut warnings = Vec::new();
+        let wanted: HashMap<&str, &ResolvedPod> =
+            pods.iter().map(|p| (p.info.uid.as_str(), p)).collect();
+        let gone: Vec<String> = self
+            .followed
+            .keys()
+            .filter(|uid| !wanted.contains_key(uid.as_str()))
+            .cloned()
+            .collect();
+        for uid in gone {
+            if let Some(f) = self.followed.remove(&uid) {
+                info!(
+                    "detaching from pod {}/{}",
+                    f.pod.info.namespace, f.pod.info.name
+                );
+                for id in f.pod.cgroup_ids() {
+                    self.unregister(id);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for p in pods {
+            let name = pod_name(p);
+            let result = if self.followed.contains_key(&p.info.uid) {
+                self.add_new_containers(p, mounts, &mut warnings)
+            } else {
+                self.attach_pod(p, mounts, &mut warnings)
+            };
+            match result {
+                Ok(true) => out.push(self.followed[&p.info.uid].pod.clone()),
+                Ok(false) => {}
+                Err(e) => warnings.push(format!("pod {name} is not counted: {e:#}")),
+            }
+        }
+        (out, warnings)
+    }
+
+    fn attach_pod(
+        &mut self,
+        p: &ResolvedPod,
+        mounts: &Mounts,
+        warnings: &mut Vec<String>,
+    ) -> Result<bool> {
+        let name = pod_name(p);
+        let pod_id = cgroup_id(&p.dir)?;
+        if !self.register(pod_id, &format!("pod {name}"), warnings)? {
+            return Ok(false);
+        }
+        let mut tracked = TrackedPod {
+            info: p.info.clone(),
+            cgroup_id: pod_id,
+            cgroup_path: p.rel.clone(),
+            files: files_of(&p.dir, &p.rel, mounts),
+            containers: Vec::new(),
+        };
+        let mut links = Vec::with_capacity(CGROUP_PROGRAMS.len());
+        for program in CGROUP_PROGRAMS {
+            let prog = self
+                .object
+                .program(program)
+                .unwrap_or_else(|e| panic!("program {program} is defined in podnet.bpf.c: {e}"));
+            match prog.attach_cgroup(&p.dir) {
+                Ok(link) => links.push(link),
+                Err(e) => {
+                    // Dropping `links` detaches what was attached: no half-attached pod.
+                    self.unregister(pod_id);
+                    return Err(e)
+                        .with_context(|| format!("attaching {program} to {}", p.dir.display()));
+                }
+            }
+        }
+        // The sockops program's cgroup storage for this pod now exists: name the pod in it so
+        // TCP events of sockets that predate podnet are charged to the pod.
+        self.map("attach_pod")
+            .update(
+                &pod_id.to_ne_bytes(),
+                &pod_id.to_ne_bytes(),
+                podnet_loader::BPF_ANY,
+            )
+            .with_context(|| format!("writing the attach-point storage of pod {name}"))?;
+        debug!(
+            "attached {} programs to pod {name} at {}",
+            links.len(),
+            p.dir.display()
+        );
+        for c in &p.containers {
+            if let Some(tc) = self.track_container(p, c, mounts, warnings)? {
+                tracked.containers.push(tc);
+            }
+        }
+        self.followed.insert(
+            p.info.uid.clone(),
+            Followed {
+                pod: tracked,
+                _links: links,
+            },
+        );
+        Ok(true)
+    }
+
+    fn add_new_containers(
+        &mut self,
+        p: &ResolvedPod,
+        mounts: &Mounts,
+        warnings: &mut Vec<String>,
+    ) -> Result<bool> {
+        let known: Vec<String> = self.followed[&p.info.uid]
+            .pod
+            .containers
+            .iter()
+            .map(|c| c.id.clone())
+            .collect();
+        for c in p.containers.iter().filter(|c| !known.contains(&c.id)) {
+            if let Some(tc) = self.track_container(p, c, mounts, warnings)? {
+                self.followed
+                    .get_mut(&p.info.uid)
+                    .expect("checked by the caller")
+                    .pod
+                    .containers
+                    .push(tc);
+            }
+        }
+        Ok(true)
+    }
+
+    fn track_container(
+        &self,
+        p: &ResolvedPod,
+        c: &crate::resolve::ResolvedContainer,
+        mounts: &Mounts,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<TrackedContainer>> {
+        let id = cgroup_id(&c.dir)?;
+        let what = format!("container {}/{}", pod_name(p), c.name);
+        if !self.register(id, &what, warnings)? {
+            return Ok(None);
+        }
+        debug!("registered {what} ({}) as cgroup {id}", c.dir.display());
+        Ok(Some(TrackedContainer {
+            name: c.name.clone(),
+            id: c.id.clone(),
+            cgroup_id: id,
+            cgroup_path: c.rel.clone(),
+            files: files_of(&c.dir, &c.rel, mounts),
+        }))
+    }
+
+    /// Reads every registered cgroup's counters (one batch lookup) and the miss counters.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        let t = std::time::Instant::now();
+        let map = self.map("counters");
+        let entries = map.lookup_batch().context("reading the counters map")?;
+        let mut counters = HashMap::with_capacity(entries.len());
+        for (key, value) in &entries {
+            let id = u64::from_ne_bytes(key[..8].try_into().expect("8-byte key"));
+            counters.insert(id, Counters::from_u64s(&map.sum_percpu_u64(value)?));
+        }
+        let misses_map = self.map("misses");
+        let misses = match misses_map
+            .lookup(&0u32.to_ne_bytes())
+            .context("reading the misses map")?
+        {
+            Some(raw) => {
+                let m = misses_map.sum_percpu_u64(&raw)?;
+                Misses {
+                    untracked_events: m[0],
+                    sock_storage_failures: m[1],
+                }
+            }
+            None => Misses::default(),
+        };
+        debug!(
+            "read {} counter entries in {:?}",
+            counters.len(),
+            t.elapsed()
+        );
+        Ok(Snapshot {
+            at: std::time::Instant::now(),
+            counters,
+            misses,
+        })
+    }
+
+    /// Warnings for events the BPF side could not attribute between two snapshots.
+    pub fn miss_warnings(&self, from: &Snapshot, to: &Snapshot) -> Vec<String> {
+        let mut w = Vec::new();
+        let untracked = to
+            .misses
+            .untracked_events
+            .saturating_sub(from.misses.untracked_events);
+        if untracked > 0 {
+            w.push(format!(
+                "{untracked} events came from pod cgroups that are not registered (counters map \
+                 full at {} cgroups?): raise --max-pods",
+                self.capacity
+            ));
+        }
+        let storage = to
+            .misses
+            .sock_storage_failures
+            .saturating_sub(from.misses.sock_storage_failures);
+        if storage > 0 {
+            w.push(format!(
+                "{storage} TCP sockets could not be given an owner (socket storage full): their \
+                 retransmits and passive opens count at pod level only"
+            ));
+        }
+        w
+    }
+}
+
+fn pod_name(p: &ResolvedPod) -> String {
+    if p.info.name.is_empty() {
+        format!("<unknown> (uid {})", p.info.uid)
+    } else {
+        format!("{}/{}", p.info.namespace, p.info.name)
+    }
+}
+
+/// The cgroup id of a cgroup v2 directory: its inode number.
+pub fn cgroup_id(dir: &Path) -> Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(std::fs::metadata(dir)
+        .with_context(|| format!("reading cgroup directory {}", dir.display()))?
+        .ino())
+}
+
+fn files_of(dir: &Path, rel: &str, mounts: &Mounts) -> CgroupFiles {
+    CgroupFiles {
+        v2_dir: dir.to_path_buf(),
+        memory_v1_dir: mounts
+            .memory_v1
+            .as_ref()
+            .map(|m| m.join(rel.trim_start_matches('/')))
+            .filter(|d| d.is_dir()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_object_has_every_program_and_map() {
+        let spec = ObjectSpec::parse(BPF_OBJECT).unwrap();
+        for p in CGROUP_PROGRAMS
+            .iter()
+            .chain(["podnet_open_enter", "podnet_open_exit"].iter())
+        {
+            assert!(spec.program(p).is_ok(), "missing program {p}");
+        }
+        for m in ["counters", "misses", "sock_owner", "attach_pod"] {
+            assert!(spec.map(m).is_ok(), "missing map {m}");
+        }
+        assert_eq!(
+            spec.map("counters").unwrap().value_size as usize,
+            COUNTER_FIELDS * 8,
+            "struct podnet_counters and sample::Counters disagree"
+        );
+    }
+}

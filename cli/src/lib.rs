@@ -10,3 +10,4 @@ pub mod model;
 pub mod render;
 pub mod resolve;
 pub mod sample;
+pub mod stats;

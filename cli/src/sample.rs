@@ -34,11 +34,12 @@ pub struct Counters {
 pub const COUNTER_FIELDS: usize = 11;
 
 impl Counters {
-    /// Decodes one CPU's value (native-endian `u64`s in declaration order).
-    pub fn from_bytes(bytes: &[u8]) -> Counters {
+    /// Builds counters from `struct podnet_counters`' fields in declaration order (missing
+    /// trailing fields read as zero).
+    pub fn from_u64s(values: &[u64]) -> Counters {
         let mut f = [0u64; COUNTER_FIELDS];
-        for (slot, chunk) in f.iter_mut().zip(bytes.chunks_exact(8)) {
-            *slot = u64::from_ne_bytes(chunk.try_into().expect("chunks_exact(8)"));
+        for (slot, v) in f.iter_mut().zip(values) {
+            *slot = *v;
         }
         Counters::from_fields(f)
     }
@@ -108,6 +109,15 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The state of freshly registered counters: every entry zero.
+    pub fn zero(at: Instant) -> Snapshot {
+        Snapshot {
+            at,
+            counters: HashMap::new(),
+            misses: Misses::default(),
+        }
+    }
+
     /// The counters of `cgroup_id`, zero when it is not (or no longer) registered.
     pub fn get(&self, cgroup_id: u64) -> Counters {
         self.counters.get(&cgroup_id).copied().unwrap_or_default()
@@ -284,10 +294,8 @@ mod tests {
 
     #[test]
     fn counters_decode_in_header_order() {
-        let bytes: Vec<u8> = (1..=COUNTER_FIELDS as u64)
-            .flat_map(|v| v.to_ne_bytes())
-            .collect();
-        let c = Counters::from_bytes(&bytes);
+        let values: Vec<u64> = (1..=COUNTER_FIELDS as u64).collect();
+        let c = Counters::from_u64s(&values);
         assert_eq!(c.rx_bytes, 1);
         assert_eq!(c.tx_packets, 4);
         assert_eq!(c.tcp_retransmits, 9);

@@ -1,0 +1,394 @@
+//! `podnet stats`: the whole pipeline, discover → resolve → attach → sample → aggregate → render,
+//! once or every interval (`--watch`).
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{anyhow, Context, Result};
+use clap::Args;
+use log::{debug, info, warn};
+
+use crate::aggregate::{aggregate, TrackedPod, Window};
+use crate::attach::{self, Tracker};
+use crate::discover::{self, DiscoverOptions, PodsFrom};
+use crate::model::PodStatsList;
+use crate::render::{self, Output, SortKey};
+use crate::resolve::{self, Mounts};
+use crate::sample::{self, Snapshot};
+
+/// Options of `podnet stats`. Flags follow kubectl where one exists.
+#[derive(Args, Debug, Clone)]
+pub struct StatsArgs {
+    /// Sampling interval: `1s`, `500ms`, `2m`, or plain seconds (`2`, `0.5`).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// Keep sampling and redraw every interval until Ctrl-C (with `-o json`: JSON Lines, one
+    /// complete document per interval).
+    #[arg(short, long)]
+    pub watch: bool,
+
+    /// With --watch, stop after this many intervals.
+    #[arg(long, value_name = "N", requires = "watch")]
+    pub iterations: Option<u64>,
+
+    /// Output format: `table`, `wide` (more columns), or `json` (schema podnet/v1).
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub output: Output,
+
+    /// Sort rows by this column (largest first; `name` sorts by namespace/pod).
+    #[arg(long, value_enum, default_value = "net")]
+    pub sort: SortKey,
+
+    /// Also show one row per container under its pod.
+    #[arg(long)]
+    pub containers: bool,
+
+    /// Only pods in this namespace.
+    #[arg(short, long, conflicts_with = "all_namespaces")]
+    pub namespace: Option<String>,
+
+    /// Pods in every namespace (the default).
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+
+    /// Label selector, as kubectl takes it: `app=web`, `tier!=db,env in (prod,staging)`.
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+
+    /// This node's name, as the API server knows it [default: $NODE_NAME, else the hostname].
+    #[arg(long)]
+    pub node: Option<String>,
+
+    /// Path to a kubeconfig file [default: $KUBECONFIG, in-cluster service account,
+    /// ~/.kube/config, or under sudo the invoking user's ~/.kube/config].
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The kubeconfig context to use.
+    #[arg(long)]
+    pub context: Option<String>,
+
+    /// Read pods from the output of `kubectl get pods -o json` (a file, or `-` for stdin) instead
+    /// of asking the API server.
+    #[arg(long, value_name = "FILE|-")]
+    pub pods_from: Option<String>,
+
+    /// Capacity: the most pods podnet tracks at once (its BPF maps are sized from this, 8
+    /// cgroups per pod). Pods beyond it are reported in warnings, never counted wrong.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_pods: u32,
+}
+
+/// Parses `1s`, `500ms`, `2m`, `1.5` (seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("interval `{s}` is not a duration like 1s, 500ms or 2m"))?;
+    let secs = match unit {
+        "ms" => v / 1000.0,
+        "s" => v,
+        "m" => v * 60.0,
+        _ => {
+            return Err(format!(
+                "interval `{s}`: unknown unit `{unit}` (use ms, s or m)"
+            ))
+        }
+    };
+    if !(0.01..=86_400.0).contains(&secs) {
+        return Err(format!("interval `{s}` must be between 10ms and 24h"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Runs `podnet stats`; prints errors as `error: ...` and maps them to the exit code.
+pub fn main(args: StatsArgs) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::Interrupted) => ExitCode::from(130),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// How a run ended without error.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// A one-shot run was interrupted before its interval ended: nothing was printed.
+    Interrupted,
+}
+
+/// The pipeline. Everything attached is owned by the `Tracker` and detached when it drops, on
+/// every return path.
+pub async fn run(args: StatsArgs) -> Result<Outcome> {
+    attach::check_privileges()?;
+    let mounts = Mounts::detect().context("reading /proc/self/mountinfo")?;
+    let cgroup2 = mounts.cgroup2.clone().ok_or_else(|| {
+        anyhow!(
+            "no cgroup v2 mount found in /proc/self/mountinfo: podnet attaches to pods' cgroup v2 \
+             directories. Boot with systemd.unified_cgroup_hierarchy=1, or on a hybrid host mount \
+             the v2 tree (mount -t cgroup2 none /sys/fs/cgroup/unified)"
+        )
+    })?;
+    debug!(
+        "cgroup2 at {}, v1 memory at {:?}",
+        cgroup2.display(),
+        mounts.memory_v1
+    );
+
+    let node = args
+        .node
+        .clone()
+        .unwrap_or_else(discover::default_node_name);
+    let opts = DiscoverOptions {
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone(),
+        node: node.clone(),
+        namespace: args.namespace.clone(),
+        selector: args.selector.clone(),
+        pods_from: args.pods_from.as_deref().map(|p| {
+            if p == "-" {
+                PodsFrom::Stdin
+            } else {
+                PodsFrom::File(PathBuf::from(p))
+            }
+        }),
+        cgroup2: Some(cgroup2.clone()),
+    };
+
+    let t = Instant::now();
+    let mut tracker = Tracker::load(args.max_pods)?;
+    let mut warnings = tracker.attach_file_tracepoints()?;
+    debug!("loaded and attached tracepoints in {:?}", t.elapsed());
+
+    let mut state = State {
+        node,
+        pods: Vec::new(),
+        warnings: Vec::new(),
+    };
+    refresh_pods(&opts, &mounts, &cgroup2, &mut tracker, &mut state).await?;
+    warnings.append(&mut state.warnings);
+    state.warnings = warnings;
+
+    // Entries are registered zeroed, and the misses map is new with this load: counting "since
+    // attach" starts from zero, not from a read taken a moment after attaching (which would drop
+    // whatever happened in between).
+    let base = Snapshot::zero(Instant::now());
+    let mut prev = base.clone();
+    let mut shown = 0u64;
+    let mut last_refresh = Instant::now();
+    let refresh_every = args.interval.max(Duration::from_secs(10));
+    let interactive = std::io::stdout().is_terminal();
+    loop {
+        if !sleep_or_signal(args.interval).await? {
+            info!("interrupted: detaching");
+            return Ok(if args.watch {
+                Outcome::Done
+            } else {
+                Outcome::Interrupted
+            });
+        }
+        let now = tracker.snapshot()?;
+        let doc = report(&state, &base, &prev, &now, &tracker);
+        print_report(&doc, &args, interactive)?;
+        shown += 1;
+        if !args.watch || args.iterations.is_some_and(|n| shown >= n) {
+            return Ok(Outcome::Done);
+        }
+        prev = now;
+        if last_refresh.elapsed() >= refresh_every {
+            // Pods come and go: attach to new ones, let go of deleted ones.
+            state.warnings.clear();
+            refresh_pods(&opts, &mounts, &cgroup2, &mut tracker, &mut state).await?;
+            last_refresh = Instant::now();
+        }
+    }
+}
+
+struct State {
+    node: String,
+    pods: Vec<TrackedPod>,
+    warnings: Vec<String>,
+}
+
+/// Discovers and resolves the pods, then makes the tracker follow them.
+async fn refresh_pods(
+    opts: &DiscoverOptions,
+    mounts: &Mounts,
+    cgroup2: &std::path::Path,
+    tracker: &mut Tracker,
+    state: &mut State,
+) -> Result<()> {
+    let t = Instant::now();
+    let found = discover::discover(opts).await?;
+    debug!(
+        "discovered {} pods from {:?} in {:?}",
+        found.pods.len(),
+        found.source,
+        t.elapsed()
+    );
+    state.warnings.extend(found.warnings);
+    let index = resolve::scan(cgroup2)
+        .with_context(|| format!("scanning the cgroup v2 tree at {}", cgroup2.display()))?;
+    let resolved = resolve::resolve(&found.pods, &index);
+    state.warnings.extend(resolved.warnings);
+    let (pods, mut w) = tracker.follow(&resolved.pods, mounts);
+    state.warnings.append(&mut w);
+    state.pods = pods;
+    for w in &state.warnings {
+        warn!("{w}");
+    }
+    Ok(())
+}
+
+fn report(
+    state: &State,
+    base: &Snapshot,
+    prev: &Snapshot,
+    now: &Snapshot,
+    tracker: &Tracker,
+) -> PodStatsList {
+    let cgroups = state.pods.iter().flat_map(|p| {
+        std::iter::once((p.cgroup_id, &p.files))
+            .chain(p.containers.iter().map(|c| (c.cgroup_id, &c.files)))
+    });
+    let gauges: HashMap<_, _> = cgroups
+        .map(|(id, files)| (id, sample::read_gauges(files)))
+        .collect();
+    let window = Window { base, prev, now };
+    let mut doc = PodStatsList::new(
+        state.node.clone(),
+        rfc3339(SystemTime::now()),
+        now.at.duration_since(prev.at).as_secs_f64(),
+    );
+    doc.items = aggregate(&state.pods, &window, &gauges);
+    doc.warnings = state.warnings.clone();
+    doc.warnings.extend(tracker.miss_warnings(base, now));
+    doc
+}
+
+fn print_report(doc: &PodStatsList, args: &StatsArgs, interactive: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    let text = match args.output {
+        Output::Json if args.watch => render::render_json_line(doc),
+        Output::Json => render::render_json(doc),
+        Output::Table | Output::Wide => {
+            let wide = args.output == Output::Wide;
+            let table = render::render_table(doc, wide, args.containers, args.sort);
+            if args.watch {
+                // A `top`-like screen: clear and redraw in a terminal, separate frames in a pipe.
+                let clear = if interactive { "\x1b[H\x1b[2J" } else { "" };
+                let mut s = format!(
+                    "{clear}podnet: node {} · {} pods · every {:.1}s · {}   (Ctrl-C to quit)\n\n{table}",
+                    doc.node,
+                    doc.items.len(),
+                    args.interval.as_secs_f64(),
+                    doc.timestamp,
+                );
+                for w in &doc.warnings {
+                    s.push_str(&format!("warning: {w}\n"));
+                }
+                s
+            } else {
+                for w in &doc.warnings {
+                    eprintln!("warning: {w}");
+                }
+                table
+            }
+        }
+    };
+    let text = if text.ends_with('\n') {
+        text
+    } else {
+        text + "\n"
+    };
+    // A closed pipe (`podnet stats | head`) is not an error worth a message.
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("writing to stdout"),
+    }
+}
+
+/// Sleeps for `d`; returns false if SIGINT or SIGTERM came first.
+async fn sleep_or_signal(d: Duration) -> Result<bool> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+    tokio::select! {
+        _ = tokio::time::sleep(d) => Ok(true),
+        _ = int.recv() => Ok(false),
+        _ = term.recv() => Ok(false),
+    }
+}
+
+/// Formats a time as RFC 3339 UTC with second precision (`2026-11-21T10:00:00Z`).
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (proleptic Gregorian calendar).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1s").unwrap(), Duration::from_secs(1));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("3h").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("x").is_err());
+    }
+
+    #[test]
+    fn timestamps() {
+        let at = |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        assert_eq!(rfc3339(at(0)), "1970-01-01T00:00:00Z");
+        // 2026-11-21T10:00:00Z
+        assert_eq!(rfc3339(at(1_795_255_200)), "2026-11-21T10:00:00Z");
+        // A leap day: 2024-02-29T23:59:59Z
+        assert_eq!(rfc3339(at(1_709_251_199)), "2024-02-29T23:59:59Z");
+    }
+}
