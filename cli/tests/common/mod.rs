@@ -1,0 +1,248 @@
+//! Shared fixture for the end-to-end tests: sandbox pods in real cgroup directories, a stub API
+//! server on 127.0.0.1 that lists them, and the real `podnet` binary run against both.
+
+#![allow(dead_code)] // each test binary uses a different part of the fixture
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use podnet_loader::{query_cgroup_programs, AttachType};
+use podnet_testing::apiserver::StubApiServer;
+use podnet_testing::sandbox::{new_container_id, new_uid, CgroupTree, Layout, Qos, SandboxPod};
+use serde_json::Value;
+
+pub const NODE: &str = "podnet-test-node";
+
+/// Sandbox pods plus the stub API server that lists them.
+pub struct Cluster {
+    pub tree: CgroupTree,
+    pub api: StubApiServer,
+    pub kubeconfig: tempfile::NamedTempFile,
+    pods: Vec<Value>,
+}
+
+impl Cluster {
+    pub fn new(label: &str) -> Cluster {
+        let tree = CgroupTree::new(label).expect("creating the sandbox cgroup tree");
+        let api = StubApiServer::start(Vec::new());
+        let kubeconfig = tempfile::NamedTempFile::new().unwrap();
+        api.write_kubeconfig(kubeconfig.path(), None).unwrap();
+        Cluster {
+            tree,
+            api,
+            kubeconfig,
+            pods: Vec::new(),
+        }
+    }
+
+    /// Creates a pod with one container per name, in `layout`, scheduled on [`NODE`].
+    pub fn pod(
+        &mut self,
+        ns: &str,
+        name: &str,
+        layout: Layout,
+        qos: Qos,
+        containers: &[&str],
+    ) -> SandboxPod {
+        let ids: Vec<(String, String)> = containers
+            .iter()
+            .map(|c| (c.to_string(), new_container_id()))
+            .collect();
+        let refs: Vec<(&str, &str)> = ids.iter().map(|(n, i)| (n.as_str(), i.as_str())).collect();
+        let pod = SandboxPod::create(&self.tree, layout, &new_uid(), qos, &refs).unwrap();
+        self.serve(pod.pod_json(ns, name, NODE, &[("app", name)]));
+        pod
+    }
+
+    /// Adds a Pod object to what the stub API server lists.
+    pub fn serve(&mut self, pod: Value) {
+        self.pods.push(pod);
+        self.api.set_pods(self.pods.clone());
+    }
+
+    /// Starts `podnet stats` against this cluster with extra arguments.
+    pub fn podnet(&self, args: &[&str]) -> Podnet {
+        Podnet::start(self.kubeconfig.path(), args)
+    }
+}
+
+/// A running `podnet` process with its output collected.
+pub struct Podnet {
+    child: Child,
+    lines: Receiver<String>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+pub fn podnet_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_podnet"))
+}
+
+impl Podnet {
+    pub fn start(kubeconfig: &Path, args: &[&str]) -> Podnet {
+        let mut child = Command::new(podnet_bin())
+            .arg("stats")
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .arg("--node")
+            .arg(NODE)
+            .args(args)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting podnet");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let mut err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Podnet {
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until every program podnet attaches to a pod directory is attached to each of `dirs`.
+    pub fn wait_attached(&mut self, dirs: &[&Path]) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if dirs.iter().all(|d| attached_programs(d) == 5) {
+                return;
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("podnet exited ({st}) before attaching:\n{}", self.stderr());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "podnet did not attach within 20 s:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The next line of standard output (bounded wait).
+    pub fn next_line(&mut self, timeout: Duration) -> String {
+        self.lines
+            .recv_timeout(timeout)
+            .unwrap_or_else(|e| panic!("no output from podnet ({e}):\n{}", self.stderr()))
+    }
+
+    /// Waits for podnet to exit (bounded) and returns its status and all remaining stdout.
+    pub fn finish(mut self) -> (ExitStatus, String) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                break st;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("podnet did not exit within 60 s:\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut out = String::new();
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(2)) {
+            out.push_str(&l);
+            out.push('\n');
+        }
+        (status, out)
+    }
+
+    /// Waits for a one-shot `-o json` run to end successfully and parses its document.
+    pub fn json(self) -> Value {
+        let stderr = self.stderr.clone();
+        let (status, out) = self.finish();
+        let err = stderr.lock().unwrap().clone();
+        assert!(status.success(), "podnet failed ({status}):\n{err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}):\n{out}\n{err}"))
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).unwrap();
+    }
+}
+
+impl Drop for Podnet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How many podnet programs are attached directly to a cgroup directory (ingress, egress,
+/// sock_create, sock_release, sockops: 5 when attached, 0 when not).
+pub fn attached_programs(dir: &Path) -> usize {
+    [
+        AttachType::CgroupInetIngress,
+        AttachType::CgroupInetEgress,
+        AttachType::CgroupInetSockCreate,
+        AttachType::CgroupInetSockRelease,
+        AttachType::CgroupSockOps,
+    ]
+    .into_iter()
+    .map(|t| query_cgroup_programs(dir, t).map(|v| v.len()).unwrap_or(0))
+    .sum()
+}
+
+/// Waits (bounded) until nothing is attached to `dir`.
+pub fn wait_detached(dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while attached_programs(dir) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "programs still attached to {} 10 s after podnet ended",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The item for pod `name` in a podnet/v1 document.
+pub fn item<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    doc["items"]
+        .as_array()
+        .expect("items is an array")
+        .iter()
+        .find(|i| i["pod"] == name)
+        .unwrap_or_else(|| panic!("pod {name} not in the report:\n{doc:#}"))
+}
+
+/// A u64 at a JSON pointer such as `/network/txBytes`.
+pub fn n(v: &Value, pointer: &str) -> u64 {
+    v.pointer(pointer)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("no number at {pointer} in {v:#}"))
+}

@@ -1,0 +1,672 @@
+//! End-to-end tests of `podnet stats` on the real kernel: sandbox pods in kubelet's cgroup layouts,
+//! network namespaces joined by veth pairs, workloads moved into container cgroups, a stub API
+//! server listing the pods, and the real binary. Ground truth is what the workloads did, so the
+//! assertions are equalities.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{item, n, wait_detached, Cluster, NODE};
+use nix::sys::signal::Signal;
+use podnet_testing::sandbox::{
+    new_container_id, new_uid, require_privileges, Layout, NetNs, Qos, SandboxPod, Veth, Workload,
+};
+use serde_json::{json, Value};
+
+/// One-shot interval long enough for a workload started after attach to finish inside it.
+const WINDOW: &str = "4s";
+
+fn run(w: &mut Workload) -> Value {
+    w.go().unwrap();
+    w.result().unwrap()
+}
+
+fn spawn(args: &[String], ns: Option<&NetNs>, pod: &SandboxPod, container: usize) -> Workload {
+    let mut w = Workload::spawn_in(args, ns, &pod.containers[container]).unwrap();
+    w.wait_ready().unwrap();
+    w
+}
+
+fn args(s: &str) -> Vec<String> {
+    s.split_whitespace().map(String::from).collect()
+}
+
+#[test]
+fn udp_both_directions_exact() {
+    if !require_privileges("udp_both_directions_exact") {
+        return;
+    }
+    let mut c = Cluster::new("udp");
+    let a = c.pod(
+        "shop",
+        "client",
+        Layout::SystemdContainerd,
+        Qos::Burstable,
+        &["app"],
+    );
+    let b = c.pod(
+        "shop",
+        "server",
+        Layout::Cgroupfs,
+        Qos::Guaranteed,
+        &["app"],
+    );
+    let (na, nb) = (NetNs::new("udp-a").unwrap(), NetNs::new("udp-b").unwrap());
+    let veth = Veth::between(&na, &nb).unwrap();
+    let (ip_a, ip_b) = (veth.addr_a(), veth.addr_b());
+
+    let mut p = c.podnet(&["-o", "json", "--interval", WINDOW]);
+    p.wait_attached(&[&a.dir, &b.dir]);
+
+    let (n_ab, s_ab, n_ba, s_ba) = (37u64, 1000u64, 11u64, 333u64);
+    let mut recv_b = spawn(
+        &args(&format!(
+            "udp-recv --bind {ip_b}:9000 --count {n_ab} --timeout-ms 5000"
+        )),
+        Some(&nb),
+        &b,
+        0,
+    );
+    let mut recv_a = spawn(
+        &args(&format!(
+            "udp-recv --bind {ip_a}:9001 --count {n_ba} --timeout-ms 5000"
+        )),
+        Some(&na),
+        &a,
+        0,
+    );
+    let mut send_a = spawn(
+        &args(&format!(
+            "udp-send --to {ip_b}:9000 --count {n_ab} --size {s_ab}"
+        )),
+        Some(&na),
+        &a,
+        0,
+    );
+    let mut send_b = spawn(
+        &args(&format!(
+            "udp-send --to {ip_a}:9001 --count {n_ba} --size {s_ba}"
+        )),
+        Some(&nb),
+        &b,
+        0,
+    );
+    recv_b.go().unwrap();
+    recv_a.go().unwrap();
+    assert_eq!(run(&mut send_a)["sent"], n_ab);
+    assert_eq!(run(&mut send_b)["sent"], n_ba);
+    assert_eq!(recv_b.result().unwrap()["received"], n_ab);
+    assert_eq!(recv_a.result().unwrap()["received"], n_ba);
+    for w in [&mut recv_a, &mut recv_b, &mut send_a, &mut send_b] {
+        w.wait_exit().unwrap();
+    }
+
+    let doc = p.json();
+    let (ia, ib) = (item(&doc, "client"), item(&doc, "server"));
+    // A UDP/IPv4 datagram of S payload bytes is one packet of S + 28 bytes (IP + UDP headers).
+    assert_eq!(n(ia, "/network/txPackets"), n_ab);
+    assert_eq!(n(ia, "/network/txBytes"), n_ab * (s_ab + 28));
+    assert_eq!(n(ia, "/network/rxPackets"), n_ba);
+    assert_eq!(n(ia, "/network/rxBytes"), n_ba * (s_ba + 28));
+    assert_eq!(n(ib, "/network/rxPackets"), n_ab);
+    assert_eq!(n(ib, "/network/rxBytes"), n_ab * (s_ab + 28));
+    assert_eq!(n(ib, "/network/txPackets"), n_ba);
+    assert_eq!(n(ib, "/network/txBytes"), n_ba * (s_ba + 28));
+    // The same numbers at container level: the container is where the sockets live.
+    assert_eq!(
+        n(&ia["containers"][0], "/network/txBytes"),
+        n_ab * (s_ab + 28)
+    );
+    assert_eq!(
+        n(&ib["containers"][0], "/network/rxBytes"),
+        n_ab * (s_ab + 28)
+    );
+    // Each pod made two UDP sockets (one to send, one to receive) and closed both on exit.
+    for i in [ia, ib] {
+        assert_eq!(n(i, "/sockets/created"), 2, "{i:#}");
+        assert_eq!(n(i, "/sockets/closed"), 2, "{i:#}");
+        assert_eq!(n(i, "/sockets/open"), 0, "{i:#}");
+    }
+    let rate = ia["network"]["txBytesPerSec"].as_f64().unwrap();
+    let secs = doc["intervalSeconds"].as_f64().unwrap();
+    assert!(
+        (rate * secs - (n_ab * (s_ab + 28)) as f64).abs() < 1.0,
+        "rate {rate} over {secs}s"
+    );
+}
+
+#[test]
+fn tcp_tx_equals_peer_rx_and_segments_match_the_kernel() {
+    if !require_privileges("tcp_tx_equals_peer_rx_and_segments_match_the_kernel") {
+        return;
+    }
+    let mut c = Cluster::new("tcp");
+    let a = c.pod(
+        "shop",
+        "tcp-client",
+        Layout::SystemdCrio,
+        Qos::BestEffort,
+        &["app"],
+    );
+    let b = c.pod(
+        "shop",
+        "tcp-server",
+        Layout::SystemdDocker,
+        Qos::Burstable,
+        &["app"],
+    );
+    let (na, nb) = (NetNs::new("tcp-a").unwrap(), NetNs::new("tcp-b").unwrap());
+    let veth = Veth::between(&na, &nb).unwrap();
+    let ip_b = veth.addr_b();
+    let (snmp_a0, snmp_b0) = (na.snmp().unwrap(), nb.snmp().unwrap());
+
+    let mut p = c.podnet(&["-o", "json", "--interval", WINDOW]);
+    p.wait_attached(&[&a.dir, &b.dir]);
+
+    // Large enough for TSO/GSO skbs of many segments.
+    let (up, down) = (3_000_000u64, 200_000u64);
+    let mut server = spawn(
+        &args(&format!(
+            "tcp-server --bind {ip_b}:9100 --reply {down} --expect {up}"
+        )),
+        Some(&nb),
+        &b,
+        0,
+    );
+    server.go().unwrap();
+    let mut client = spawn(
+        &args(&format!(
+            "tcp-client --to {ip_b}:9100 --bytes {up} --expect {down}"
+        )),
+        Some(&na),
+        &a,
+        0,
+    );
+    let r = run(&mut client);
+    assert_eq!(r["received"], down);
+    assert_eq!(server.result().unwrap()["received"], up);
+
+    // The connection stays open (held by both workloads) until podnet has reported.
+    let doc = p.json();
+    let (snmp_a1, snmp_b1) = (na.snmp().unwrap(), nb.snmp().unwrap());
+    client.release().unwrap();
+    server.release().unwrap();
+
+    let (ia, ib) = (item(&doc, "tcp-client"), item(&doc, "tcp-server"));
+    for dir in ["Bytes", "Packets"] {
+        assert_eq!(
+            n(ia, &format!("/network/tx{dir}")),
+            n(ib, &format!("/network/rx{dir}")),
+            "client tx {dir} = server rx"
+        );
+        assert_eq!(
+            n(ib, &format!("/network/tx{dir}")),
+            n(ia, &format!("/network/rx{dir}")),
+            "server tx {dir} = client rx"
+        );
+    }
+    // Packets are wire segments, as the kernel's own TCP MIB counts them in each namespace.
+    let d = |m1: &std::collections::HashMap<String, u64>,
+             m0: &std::collections::HashMap<String, u64>,
+             k: &str| m1[k] - m0[k];
+    assert_eq!(
+        n(ia, "/network/txPackets"),
+        d(&snmp_a1, &snmp_a0, "TcpOutSegs")
+    );
+    assert_eq!(
+        n(ia, "/network/rxPackets"),
+        d(&snmp_a1, &snmp_a0, "TcpInSegs")
+    );
+    assert_eq!(
+        n(ib, "/network/txPackets"),
+        d(&snmp_b1, &snmp_b0, "TcpOutSegs")
+    );
+    // Every byte of payload is in the count, plus at least a 40-byte header per segment.
+    assert!(n(ia, "/network/txBytes") >= up + 40 * n(ia, "/network/txPackets"));
+    assert!(n(ib, "/network/txBytes") >= down + 40 * n(ib, "/network/txPackets"));
+    assert_eq!(n(ia, "/sockets/tcpActiveOpens"), 1);
+    assert_eq!(n(ia, "/sockets/tcpPassiveOpens"), 0);
+    assert_eq!(n(ib, "/sockets/tcpPassiveOpens"), 1);
+    assert_eq!(n(ib, "/sockets/tcpActiveOpens"), 0);
+    assert_eq!(
+        n(ia, "/sockets/tcpRetransmits"),
+        d(&snmp_a1, &snmp_a0, "TcpRetransSegs")
+    );
+    // While podnet samples, each side holds its one connected socket (the server closed its
+    // listener after accepting). An accepted socket is not *created* in the pod (no
+    // sock_create): the server created and closed only its listener.
+    assert_eq!(n(ia, "/sockets/open"), 1);
+    assert_eq!(n(ib, "/sockets/open"), 1);
+    assert_eq!(
+        (n(ia, "/sockets/created"), n(ia, "/sockets/closed")),
+        (1, 0)
+    );
+    assert_eq!(
+        (n(ib, "/sockets/created"), n(ib, "/sockets/closed")),
+        (1, 1)
+    );
+}
+
+#[test]
+fn host_network_pod_gets_its_own_traffic() {
+    if !require_privileges("host_network_pod_gets_its_own_traffic") {
+        return;
+    }
+    let mut c = Cluster::new("hostnet");
+    let h = c.pod(
+        "kube-system",
+        "node-agent",
+        Layout::SystemdContainerd,
+        Qos::Burstable,
+        &["agent"],
+    );
+    let peer = c.pod(
+        "kube-system",
+        "peer",
+        Layout::SystemdContainerd,
+        Qos::BestEffort,
+        &["app"],
+    );
+    let np = NetNs::new("hostnet-peer").unwrap();
+    let veth = Veth::to_host(&np).unwrap();
+    let (ip_peer, ip_host) = (veth.addr_a(), veth.addr_b());
+
+    let mut p = c.podnet(&["-o", "json", "--interval", WINDOW]);
+    p.wait_attached(&[&h.dir, &peer.dir]);
+    let (count, size) = (21u64, 512u64);
+    let mut recv = spawn(
+        &args(&format!(
+            "udp-recv --bind {ip_peer}:9200 --count {count} --timeout-ms 5000"
+        )),
+        Some(&np),
+        &peer,
+        0,
+    );
+    recv.go().unwrap();
+    // No --netns: the workload stays in the host's network namespace, like a hostNetwork pod.
+    let mut send = spawn(
+        &args(&format!(
+            "udp-send --to {ip_peer}:9200 --count {count} --size {size}"
+        )),
+        None,
+        &h,
+        0,
+    );
+    assert_eq!(run(&mut send)["sent"], count);
+    assert_eq!(recv.result().unwrap()["received"], count);
+    let _ = ip_host;
+    let doc = p.json();
+    let ih = item(&doc, "node-agent");
+    assert_eq!(n(ih, "/network/txPackets"), count);
+    assert_eq!(n(ih, "/network/txBytes"), count * (size + 28));
+    assert_eq!(n(ih, "/network/rxPackets"), 0);
+    assert_eq!(
+        n(item(&doc, "peer"), "/network/rxBytes"),
+        count * (size + 28)
+    );
+}
+
+#[test]
+fn file_opens_and_sockets_exact() {
+    if !require_privileges("file_opens_and_sockets_exact") {
+        return;
+    }
+    let mut c = Cluster::new("files");
+    let pod = c.pod(
+        "batch",
+        "opener",
+        Layout::SystemdContainerd,
+        Qos::Burstable,
+        &["main", "helper"],
+    );
+    let mut p = c.podnet(&["-o", "json", "--interval", WINDOW]);
+    p.wait_attached(&[&pod.dir]);
+    let (ok, missing, socks) = (123u64, 17u64, 9u64);
+    let r = run(&mut spawn(
+        &args(&format!(
+            "open --path /etc/hostname --count {ok} --missing {missing}"
+        )),
+        None,
+        &pod,
+        0,
+    ));
+    assert_eq!(r["opened"], ok);
+    assert_eq!(r["failed"], missing);
+    let r = run(&mut spawn(
+        &args(&format!("sockets --count {socks}")),
+        None,
+        &pod,
+        1,
+    ));
+    assert_eq!(r["created"], socks);
+    let doc = p.json();
+    let i = item(&doc, "opener");
+    assert_eq!(n(i, "/files/opens"), ok + missing);
+    assert_eq!(n(i, "/files/openErrors"), missing);
+    assert_eq!(n(i, "/sockets/created"), socks);
+    assert_eq!(n(i, "/sockets/closed"), socks);
+    let main = &i["containers"][0];
+    let helper = &i["containers"][1];
+    assert_eq!(main["name"], "main");
+    assert_eq!(n(main, "/files/opens"), ok + missing);
+    assert_eq!(n(main, "/sockets/created"), 0);
+    assert_eq!(n(helper, "/sockets/created"), socks);
+    assert_eq!(n(helper, "/files/opens"), 0);
+}
+
+#[test]
+fn memory_is_at_least_what_a_process_touched() {
+    if !require_privileges("memory_is_at_least_what_a_process_touched") {
+        return;
+    }
+    let mut c = Cluster::new("mem");
+    let pod = c.pod(
+        "shop",
+        "cache",
+        Layout::Cgroupfs,
+        Qos::Burstable,
+        &["redis"],
+    );
+    let mib = 64u64;
+    let mut w = spawn(&args(&format!("hold-memory --mib {mib}")), None, &pod, 0);
+    assert_eq!(run(&mut w)["bytes"], mib << 20);
+    let doc = c.podnet(&["-o", "json", "--interval", "200ms"]).json();
+    let i = item(&doc, "cache");
+    assert!(n(i, "/memory/usageBytes") >= mib << 20, "{i:#}");
+    assert!(n(i, "/memory/rssBytes") >= mib << 20, "{i:#}");
+    assert!(
+        n(&i["containers"][0], "/memory/rssBytes") >= mib << 20,
+        "{i:#}"
+    );
+    w.release().unwrap();
+}
+
+#[test]
+fn every_layout_resolves_and_counts_its_own_opens() {
+    if !require_privileges("every_layout_resolves_and_counts_its_own_opens") {
+        return;
+    }
+    let mut c = Cluster::new("layouts");
+    let pods: Vec<(String, SandboxPod)> = Layout::all()
+        .into_iter()
+        .enumerate()
+        .map(|(i, layout)| {
+            let name = format!("pod-{i}");
+            let qos = [Qos::Burstable, Qos::BestEffort, Qos::Guaranteed][i % 3];
+            let pod = c.pod("layouts", &name, layout, qos, &["app"]);
+            (name, pod)
+        })
+        .collect();
+    let dirs: Vec<&std::path::Path> = pods.iter().map(|(_, p)| p.dir.as_path()).collect();
+    let mut p = c.podnet(&["-o", "json", "--interval", WINDOW]);
+    p.wait_attached(&dirs);
+    for (i, (_, pod)) in pods.iter().enumerate() {
+        run(&mut spawn(
+            &args(&format!("open --path /etc/hostname --count {}", 10 + i)),
+            None,
+            pod,
+            0,
+        ));
+    }
+    let doc = p.json();
+    assert_eq!(doc["items"].as_array().unwrap().len(), pods.len());
+    for (i, (name, pod)) in pods.iter().enumerate() {
+        let it = item(&doc, name);
+        assert_eq!(it["cgroupPath"], pod.rel.as_str(), "{:?}", pod.layout);
+        assert_eq!(
+            it["containers"][0]["cgroupPath"],
+            pod.containers[0].rel.as_str()
+        );
+        assert_eq!(n(it, "/files/opens"), 10 + i as u64, "{:?}", pod.layout);
+    }
+}
+
+#[test]
+fn other_node_left_out_and_pending_pod_warned() {
+    if !require_privileges("other_node_left_out_and_pending_pod_warned") {
+        return;
+    }
+    let mut c = Cluster::new("nodes");
+    let here = c.pod(
+        "shop",
+        "here",
+        Layout::SystemdContainerd,
+        Qos::Burstable,
+        &["app"],
+    );
+    // A pod with a real cgroup directory here but scheduled elsewhere: the API server's node
+    // filter leaves it out, so podnet must not report it.
+    let elsewhere = SandboxPod::create(
+        &c.tree,
+        Layout::SystemdContainerd,
+        &new_uid(),
+        Qos::Burstable,
+        &[("app", &new_container_id())],
+    )
+    .unwrap();
+    c.serve(elsewhere.pod_json("shop", "elsewhere", "another-node", &[]));
+    // A Pending pod on this node has no cgroup yet.
+    let pending_uid = new_uid();
+    c.serve(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "pending", "namespace": "shop", "uid": pending_uid},
+        "spec": {"nodeName": NODE, "containers": [{"name": "app", "image": "x"}]},
+        "status": {"phase": "Pending", "qosClass": "BestEffort"}
+    }));
+    let doc = c.podnet(&["-o", "json", "--interval", "200ms"]).json();
+    let names: Vec<&str> = doc["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["pod"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["here"]);
+    assert_eq!(item(&doc, "here")["cgroupPath"], here.rel.as_str());
+    let warnings = doc["warnings"].as_array().unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("shop/pending")),
+        "{warnings:?}"
+    );
+    let reqs = c.api.requests();
+    assert!(
+        reqs.iter()
+            .any(|r| r.query_value("fieldSelector") == Some(&format!("spec.nodeName={NODE}"))),
+        "{reqs:?}"
+    );
+}
+
+#[test]
+fn container_created_after_attach_is_counted() {
+    if !require_privileges("container_created_after_attach_is_counted") {
+        return;
+    }
+    let mut c = Cluster::new("restart");
+    let mut pod = c.pod(
+        "shop",
+        "restarts",
+        Layout::SystemdContainerd,
+        Qos::Burstable,
+        &["app"],
+    );
+    let mut p = c.podnet(&["-o", "json", "--interval", WINDOW]);
+    p.wait_attached(&[&pod.dir]);
+    // The container restarts: a new cgroup under the same pod, unknown to podnet.
+    pod.add_container(&c.tree, "app-restarted", &new_container_id())
+        .unwrap();
+    let r = run(&mut spawn(
+        &args("open --path /etc/hostname --count 42 --missing 3"),
+        None,
+        &pod,
+        1,
+    ));
+    assert_eq!(r["opened"], 42);
+    let r = run(&mut spawn(&args("sockets --count 5"), None, &pod, 1));
+    assert_eq!(r["created"], 5);
+    let doc = p.json();
+    let i = item(&doc, "restarts");
+    assert_eq!(n(i, "/files/opens"), 45);
+    assert_eq!(n(i, "/files/openErrors"), 3);
+    assert_eq!(n(i, "/sockets/created"), 5);
+    // The known container did nothing.
+    assert_eq!(n(&i["containers"][0], "/files/opens"), 0);
+}
+
+#[test]
+fn sigkill_mid_window_leaves_nothing_attached() {
+    if !require_privileges("sigkill_mid_window_leaves_nothing_attached") {
+        return;
+    }
+    let mut c = Cluster::new("sigkill");
+    let pod = c.pod(
+        "shop",
+        "victim",
+        Layout::Cgroupfs,
+        Qos::BestEffort,
+        &["app"],
+    );
+    let mut p = c.podnet(&["-o", "json", "--interval", "60s"]);
+    p.wait_attached(&[&pod.dir]);
+    p.signal(Signal::SIGKILL);
+    let (status, _) = p.finish();
+    assert!(!status.success());
+    wait_detached(&pod.dir);
+}
+
+#[test]
+fn sigint_in_watch_detaches_and_exits_cleanly() {
+    if !require_privileges("sigint_in_watch_detaches_and_exits_cleanly") {
+        return;
+    }
+    let mut c = Cluster::new("sigint");
+    let pod = c.pod(
+        "shop",
+        "watched",
+        Layout::SystemdContainerd,
+        Qos::Burstable,
+        &["app"],
+    );
+    let mut p = c.podnet(&["--watch", "-o", "json", "--interval", "300ms"]);
+    p.wait_attached(&[&pod.dir]);
+    let first: Value = serde_json::from_str(&p.next_line(Duration::from_secs(10))).unwrap();
+    assert_eq!(first["apiVersion"], "podnet/v1");
+    p.signal(Signal::SIGINT);
+    let (status, _) = p.finish();
+    assert!(status.success(), "{status}");
+    wait_detached(&pod.dir);
+}
+
+/// Every key design.md's schema names, at every level.
+fn assert_schema(doc: &Value) {
+    for k in [
+        "apiVersion",
+        "kind",
+        "node",
+        "timestamp",
+        "intervalSeconds",
+        "warnings",
+        "items",
+    ] {
+        assert!(doc.get(k).is_some(), "document lacks {k}");
+    }
+    assert_eq!(doc["apiVersion"], "podnet/v1");
+    assert_eq!(doc["kind"], "PodStatsList");
+    assert_eq!(doc["node"], NODE);
+    let ts = doc["timestamp"].as_str().unwrap();
+    assert!(
+        ts.len() == 20 && ts.ends_with('Z') && &ts[10..11] == "T",
+        "{ts}"
+    );
+    let groups: [(&str, &[&str]); 4] = [
+        (
+            "network",
+            &[
+                "rxBytes",
+                "rxPackets",
+                "txBytes",
+                "txPackets",
+                "rxBytesPerSec",
+                "txBytesPerSec",
+            ],
+        ),
+        (
+            "sockets",
+            &[
+                "created",
+                "closed",
+                "open",
+                "tcpActiveOpens",
+                "tcpPassiveOpens",
+                "tcpRetransmits",
+            ],
+        ),
+        ("files", &["opens", "openErrors", "openFds"]),
+        (
+            "memory",
+            &["usageBytes", "limitBytes", "rssBytes", "oomKills"],
+        ),
+    ];
+    for it in doc["items"].as_array().unwrap() {
+        for k in [
+            "namespace",
+            "pod",
+            "uid",
+            "qosClass",
+            "cgroupPath",
+            "containers",
+        ] {
+            assert!(it.get(k).is_some(), "item lacks {k}");
+        }
+        for c in std::iter::once(it).chain(it["containers"].as_array().unwrap()) {
+            for (g, keys) in groups {
+                for k in keys {
+                    assert!(c[g].get(*k).is_some(), "{g}.{k} missing in {c:#}");
+                }
+            }
+        }
+        for c in it["containers"].as_array().unwrap() {
+            for k in ["name", "id", "cgroupPath"] {
+                assert!(c.get(k).is_some(), "container lacks {k}");
+            }
+        }
+    }
+}
+
+#[test]
+fn json_and_json_lines_follow_the_schema() {
+    if !require_privileges("json_and_json_lines_follow_the_schema") {
+        return;
+    }
+    let mut c = Cluster::new("schema");
+    let pod = c.pod(
+        "shop",
+        "web-0",
+        Layout::SystemdContainerd,
+        Qos::Burstable,
+        &["web", "sidecar"],
+    );
+    let doc = c.podnet(&["-o", "json", "--interval", "200ms"]).json();
+    assert_schema(&doc);
+    assert_eq!(item(&doc, "web-0")["uid"], pod.uid.as_str());
+    assert_eq!(item(&doc, "web-0")["qosClass"], "Burstable");
+
+    let (status, out) = c
+        .podnet(&[
+            "--watch",
+            "-o",
+            "json",
+            "--interval",
+            "200ms",
+            "--iterations",
+            "3",
+        ])
+        .finish();
+    assert!(status.success());
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    for l in lines {
+        assert_schema(&serde_json::from_str(l).unwrap());
+    }
+}
