@@ -39,39 +39,35 @@ pub struct Mounts {
 impl Mounts {
     /// Parses the text of a `/proc/<pid>/mountinfo` file.
     ///
-    /// When several cgroup2 mounts exist, the first one that mounts the hierarchy's root (`/`)
-    /// wins, else the first one. Octal escapes in mount points (`\040` for a space) are decoded.
+    /// When several mounts of a hierarchy exist, the one that shows the most of it wins: a mount
+    /// whose root lies above this process's cgroup namespace (root `/../..`, e.g. the host's
+    /// `/sys/fs/cgroup` mounted into a DaemonSet pod) beats the namespace's own view (`/`), which
+    /// beats a bind mount of a subtree (`/kubepods`); among equals the first line wins. Octal
+    /// escapes in mount points (`\040` for a space) are decoded.
     pub fn from_mountinfo(text: &str) -> Mounts {
-        let mut cgroup2_root: Option<PathBuf> = None;
-        let mut cgroup2_other: Option<PathBuf> = None;
-        let mut memory_v1: Option<PathBuf> = None;
+        let mut cgroup2: Option<(RootRank, PathBuf)> = None;
+        let mut memory_v1: Option<(RootRank, PathBuf)> = None;
         for line in text.lines() {
             let Some(entry) = MountinfoLine::parse(line) else {
                 continue;
             };
-            match entry.fstype {
-                "cgroup2" => {
-                    let slot = if entry.root == "/" {
-                        &mut cgroup2_root
-                    } else {
-                        &mut cgroup2_other
-                    };
-                    if slot.is_none() {
-                        *slot = Some(PathBuf::from(unescape_mountinfo(entry.mount_point)));
-                    }
-                }
-                "cgroup"
-                    if memory_v1.is_none()
-                        && entry.super_options.split(',').any(|o| o == "memory") =>
-                {
-                    memory_v1 = Some(PathBuf::from(unescape_mountinfo(entry.mount_point)));
-                }
-                _ => {}
+            let slot = match entry.fstype {
+                "cgroup2" => &mut cgroup2,
+                "cgroup" if entry.super_options.split(',').any(|o| o == "memory") => &mut memory_v1,
+                _ => continue,
+            };
+            let rank = RootRank::of(entry.root);
+            let better = match slot {
+                None => true,
+                Some((best, _)) => rank > *best,
+            };
+            if better {
+                *slot = Some((rank, PathBuf::from(unescape_mountinfo(entry.mount_point))));
             }
         }
         Mounts {
-            cgroup2: cgroup2_root.or(cgroup2_other),
-            memory_v1,
+            cgroup2: cgroup2.map(|(_, p)| p),
+            memory_v1: memory_v1.map(|(_, p)| p),
         }
     }
 
@@ -89,6 +85,25 @@ impl Mounts {
     /// The cgroup2 mount point, or an error that names the fix.
     pub fn require_cgroup2(&self) -> Result<&Path, ScanError> {
         self.cgroup2.as_deref().ok_or(ScanError::NoCgroup2)
+    }
+}
+
+/// How much of a cgroup hierarchy a mount shows, from its mountinfo root: more leading `..`
+/// components (above our cgroup namespace) is more; then fewer other components is more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct RootRank {
+    above: usize,
+    shallowness: isize,
+}
+
+impl RootRank {
+    fn of(root: &str) -> RootRank {
+        let comps: Vec<&str> = root.split('/').filter(|c| !c.is_empty()).collect();
+        let above = comps.iter().take_while(|c| **c == "..").count();
+        RootRank {
+            above,
+            shallowness: -((comps.len() - above) as isize),
+        }
     }
 }
 
@@ -817,6 +832,34 @@ mod tests {
                 memory_v1: Some(PathBuf::from("/mnt/mem v1")),
             }
         );
+    }
+
+    /// A DaemonSet pod: its own cgroup namespace at /sys/fs/cgroup, and the host's tree mounted
+    /// at /host/sys/fs/cgroup (shown with a root above the namespace).
+    #[test]
+    fn mountinfo_prefers_the_hosts_tree_over_the_namespace_view() {
+        let text = "\
+1200 1100 0:30 / /sys/fs/cgroup ro,nosuid - cgroup2 cgroup rw
+1201 1100 0:30 /../../.. /host/sys/fs/cgroup rw,relatime - cgroup2 cgroup2 rw
+1202 1100 0:30 /kubepods.slice /mnt/sub rw - cgroup2 cgroup2 rw
+";
+        assert_eq!(
+            Mounts::from_mountinfo(text).cgroup2,
+            Some(PathBuf::from("/host/sys/fs/cgroup"))
+        );
+        // Same with the host's tree mounted over the namespace view (the later line is on top).
+        let text = "\
+1200 1100 0:30 / /sys/fs/cgroup ro - cgroup2 cgroup rw
+1201 1200 0:30 /../.. /sys/fs/cgroup rw - cgroup2 cgroup2 rw
+";
+        assert_eq!(
+            Mounts::from_mountinfo(text).cgroup2,
+            Some(PathBuf::from("/sys/fs/cgroup"))
+        );
+        assert!(RootRank::of("/../..") > RootRank::of("/.."));
+        assert!(RootRank::of("/..") > RootRank::of("/"));
+        assert!(RootRank::of("/") > RootRank::of("/a"));
+        assert!(RootRank::of("/a") > RootRank::of("/a/b"));
     }
 
     #[test]
