@@ -481,7 +481,7 @@ impl Btf {
 
     /// Size and variables (`(name, offset)`) of the DATASEC `name`, as stored.
     #[cfg(test)]
-    pub fn datasec_layout(&self, name: &str) -> Result<Option<(u32, Vec<(String, u32)>)>> {
+    pub fn datasec_layout(&self, name: &str) -> Result<Option<DatasecLayout>> {
         let Some(t) = self.datasec(name)? else {
             return Ok(None);
         };
@@ -495,6 +495,10 @@ impl Btf {
         Ok(Some((*size, vars)))
     }
 }
+
+/// A DATASEC's size and its variables as `(name, offset)`.
+#[cfg(test)]
+pub(crate) type DatasecLayout = (u32, Vec<(String, u32)>);
 
 fn set_size(slot: &mut Option<u32>, size: u32) -> Result<(), String> {
     match *slot {
