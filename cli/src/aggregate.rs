@@ -156,7 +156,7 @@ mod tests {
     fn files_at(p: &str) -> CgroupFiles {
         CgroupFiles {
             v2_dir: PathBuf::from(p),
-            memory_v1_dir: None,
+            memory_v1_mount: None,
         }
     }
 

@@ -236,7 +236,7 @@ impl Tracker {
             info: p.info.clone(),
             cgroup_id: pod_id,
             cgroup_path: p.rel.clone(),
-            files: files_of(&p.dir, &p.rel, mounts),
+            files: files_of(&p.dir, mounts),
             containers: Vec::new(),
         };
         let mut links = Vec::with_capacity(CGROUP_PROGRAMS.len());
@@ -327,7 +327,7 @@ impl Tracker {
             id: c.id.clone(),
             cgroup_id: id,
             cgroup_path: c.rel.clone(),
-            files: files_of(&c.dir, &c.rel, mounts),
+            files: files_of(&c.dir, mounts),
         }))
     }
 
@@ -411,14 +411,10 @@ pub fn cgroup_id(dir: &Path) -> Result<u64> {
         .ino())
 }
 
-fn files_of(dir: &Path, rel: &str, mounts: &Mounts) -> CgroupFiles {
+fn files_of(dir: &Path, mounts: &Mounts) -> CgroupFiles {
     CgroupFiles {
         v2_dir: dir.to_path_buf(),
-        memory_v1_dir: mounts
-            .memory_v1
-            .as_ref()
-            .map(|m| m.join(rel.trim_start_matches('/')))
-            .filter(|d| d.is_dir()),
+        memory_v1_mount: mounts.memory_v1.clone(),
     }
 }
 

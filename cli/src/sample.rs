@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -132,20 +131,73 @@ pub struct Gauges {
     pub open_sockets: u64,
 }
 
-/// Where a cgroup's files live: its v2 directory and, on hybrid hosts, its v1 memory directory.
+/// Where a cgroup's files live: its v2 directory and, on hybrid hosts, the v1 memory hierarchy.
 #[derive(Debug, Clone)]
 pub struct CgroupFiles {
     pub v2_dir: PathBuf,
-    /// The v1 memory hierarchy's directory at the same relative path, if that hierarchy exists.
-    pub memory_v1_dir: Option<PathBuf>,
+    /// The v1 memory hierarchy's mount point, on hybrid hosts.
+    pub memory_v1_mount: Option<PathBuf>,
 }
 
-/// Reads memory, fd and socket gauges for one cgroup (its whole subtree).
-pub fn read_gauges(cg: &CgroupFiles) -> Gauges {
+impl CgroupFiles {
+    /// The cgroup's directory in the v1 memory hierarchy. Where kubelet mirrors its tree, that is
+    /// the same path relative to the mount; where the v1 tree nests differently (a node inside a
+    /// container, a session cgroup), it is found from a member process's `/proc/PID/cgroup`: the
+    /// ancestor of its memory cgroup named like the v2 directory.
+    pub fn memory_v1_dir(&self, rel: &str, pids: &BTreeSet<u32>) -> Option<PathBuf> {
+        let mount = self.memory_v1_mount.as_deref()?;
+        let mirrored = mount.join(rel.trim_start_matches('/'));
+        if mirrored.is_dir() && rel != "/" {
+            return Some(mirrored);
+        }
+        let name = self.v2_dir.file_name()?.to_str()?;
+        pids.iter().find_map(|pid| {
+            let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+            let path = v1_memory_path(&text)?;
+            let upto = ancestor_named(path, name)?;
+            let dir = mount.join(upto.trim_start_matches('/'));
+            dir.is_dir().then_some(dir)
+        })
+    }
+}
+
+/// The memory controller's path in a `/proc/PID/cgroup` file (`4:memory:/a/b`).
+pub fn v1_memory_path(proc_cgroup: &str) -> Option<&str> {
+    proc_cgroup.lines().find_map(|l| {
+        let mut it = l.splitn(3, ':');
+        let (_, controllers, path) = (it.next()?, it.next()?, it.next()?);
+        controllers
+            .split(',')
+            .any(|c| c == "memory")
+            .then_some(path)
+    })
+}
+
+/// The prefix of `path` that ends with the component `name` (`/a/pod1/c` + `pod1` → `/a/pod1`).
+pub fn ancestor_named<'a>(path: &'a str, name: &str) -> Option<&'a str> {
+    let mut end = None;
+    let mut offset = 0;
+    for comp in path.split('/') {
+        offset += comp.len();
+        if comp == name {
+            end = Some(offset);
+        }
+        offset += 1;
+    }
+    end.map(|e| &path[..e])
+}
+
+/// Reads memory, fd and socket gauges for one cgroup (its whole subtree). `rel` is its path
+/// relative to the cgroup2 mount.
+pub fn read_gauges(cg: &CgroupFiles, rel: &str) -> Gauges {
     let pids = subtree_pids(&cg.v2_dir);
     let (open_fds, open_sockets) = count_fds(&pids);
     let memory = read_memory_v2(&cg.v2_dir)
-        .or_else(|| cg.memory_v1_dir.as_deref().and_then(read_memory_v1))
+        .or_else(|| {
+            cg.memory_v1_dir(rel, &pids)
+                .as_deref()
+                .and_then(read_memory_v1)
+        })
         .unwrap_or_else(|| {
             let rss = pids.iter().map(|&p| process_rss(p)).sum();
             Memory {
@@ -278,16 +330,6 @@ fn parse_vmrss(status: &str) -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// Reads gauges for many cgroups; a cgroup that vanished reads as zero.
-pub fn read_all_gauges<'a>(
-    cgroups: impl IntoIterator<Item = (u64, &'a CgroupFiles)>,
-) -> io::Result<HashMap<u64, Gauges>> {
-    Ok(cgroups
-        .into_iter()
-        .map(|(id, cg)| (id, read_gauges(cg)))
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,6 +372,18 @@ mod tests {
         assert!(!m.contains_key("bad"));
         let oom = "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n";
         assert_eq!(parse_keyed(oom)["oom_kill"], 3);
+    }
+
+    #[test]
+    fn v1_memory_cgroup_of_a_process() {
+        let text = "9:name=systemd:/\n4:memory:/session/a/kubepods/podU/c1\n0::/kubepods/podU/c1\n";
+        assert_eq!(v1_memory_path(text), Some("/session/a/kubepods/podU/c1"));
+        assert_eq!(v1_memory_path("0::/x\n3:cpu,cpuacct:/y\n"), None);
+        assert_eq!(v1_memory_path("5:cpu,memory:/z\n"), Some("/z"));
+        let p = "/session/a/kubepods/podU/c1";
+        assert_eq!(ancestor_named(p, "podU"), Some("/session/a/kubepods/podU"));
+        assert_eq!(ancestor_named(p, "c1"), Some(p));
+        assert_eq!(ancestor_named(p, "pod"), None);
     }
 
     #[test]

@@ -270,11 +270,14 @@ fn report(
     tracker: &Tracker,
 ) -> PodStatsList {
     let cgroups = state.pods.iter().flat_map(|p| {
-        std::iter::once((p.cgroup_id, &p.files))
-            .chain(p.containers.iter().map(|c| (c.cgroup_id, &c.files)))
+        std::iter::once((p.cgroup_id, &p.files, &p.cgroup_path)).chain(
+            p.containers
+                .iter()
+                .map(|c| (c.cgroup_id, &c.files, &c.cgroup_path)),
+        )
     });
     let gauges: HashMap<_, _> = cgroups
-        .map(|(id, files)| (id, sample::read_gauges(files)))
+        .map(|(id, files, rel)| (id, sample::read_gauges(files, rel)))
         .collect();
     let window = Window { base, prev, now };
     let mut doc = PodStatsList::new(
