@@ -28,6 +28,21 @@ fn spawn(args: &[String], ns: Option<&NetNs>, pod: &SandboxPod, container: usize
     w
 }
 
+/// Packets (skbs) and bytes a device in a namespace has transmitted, as `ip -s link` counts
+/// them: bytes include each frame's 14-byte Ethernet header.
+fn tx_dev(ns: &NetNs, dev: &str) -> (u64, u64) {
+    let out = std::process::Command::new("ip")
+        .args(["-n", ns.name(), "-j", "-s", "link", "show", "dev", dev])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tx = &v[0]["stats64"]["tx"];
+    (
+        tx["packets"].as_u64().unwrap(),
+        tx["bytes"].as_u64().unwrap(),
+    )
+}
+
 fn args(s: &str) -> Vec<String> {
     s.split_whitespace().map(String::from).collect()
 }
@@ -158,8 +173,11 @@ fn tcp_tx_equals_peer_rx_and_segments_match_the_kernel() {
     );
     let (na, nb) = (NetNs::new("tcp-a").unwrap(), NetNs::new("tcp-b").unwrap());
     let veth = Veth::between(&na, &nb).unwrap();
+    // Let the stack build GSO skbs of many segments: podnet must count wire segments, not skbs.
+    veth.set_gso_max_segs(65535).unwrap();
     let ip_b = veth.addr_b();
     let (snmp_a0, snmp_b0) = (na.snmp().unwrap(), nb.snmp().unwrap());
+    let dev_a0 = tx_dev(&na, veth.name_a());
 
     let mut p = c.podnet(&["-o", "json", "--interval", WINDOW]);
     p.wait_attached(&[&a.dir, &b.dir]);
@@ -190,6 +208,7 @@ fn tcp_tx_equals_peer_rx_and_segments_match_the_kernel() {
     // The connection stays open (held by both workloads) until podnet has reported.
     let doc = p.json();
     let (snmp_a1, snmp_b1) = (na.snmp().unwrap(), nb.snmp().unwrap());
+    let dev_a1 = tx_dev(&na, veth.name_a());
     client.release().unwrap();
     server.release().unwrap();
 
@@ -206,32 +225,36 @@ fn tcp_tx_equals_peer_rx_and_segments_match_the_kernel() {
             "server tx {dir} = client rx"
         );
     }
-    // Packets are wire segments, as the kernel's own TCP MIB counts them in each namespace.
-    let d = |m1: &std::collections::HashMap<String, u64>,
-             m0: &std::collections::HashMap<String, u64>,
-             k: &str| m1[k] - m0[k];
-    assert_eq!(
-        n(ia, "/network/txPackets"),
-        d(&snmp_a1, &snmp_a0, "TcpOutSegs")
-    );
-    assert_eq!(
-        n(ia, "/network/rxPackets"),
-        d(&snmp_a1, &snmp_a0, "TcpInSegs")
-    );
-    assert_eq!(
-        n(ib, "/network/txPackets"),
-        d(&snmp_b1, &snmp_b0, "TcpOutSegs")
-    );
-    // Every byte of payload is in the count, plus at least a 40-byte header per segment.
-    assert!(n(ia, "/network/txBytes") >= up + 40 * n(ia, "/network/txPackets"));
-    assert!(n(ib, "/network/txBytes") >= down + 40 * n(ib, "/network/txPackets"));
+    // Packets are wire segments, as the kernel's own TCP MIB counts what each side sent
+    // (OutSegs leaves out retransmissions, which are on the wire too).
+    type Mib = std::collections::HashMap<String, u64>;
+    let sent = |m1: &Mib, m0: &Mib| {
+        m1["TcpOutSegs"] - m0["TcpOutSegs"] + m1["TcpRetransSegs"] - m0["TcpRetransSegs"]
+    };
+    let (sent_a, sent_b) = (sent(&snmp_a1, &snmp_a0), sent(&snmp_b1, &snmp_b0));
+    assert_eq!(n(ia, "/network/txPackets"), sent_a);
+    assert_eq!(n(ib, "/network/txPackets"), sent_b);
+    // ...and the device saw fewer skbs than segments: GSO was really in play.
+    let (skbs, frame_bytes) = (dev_a1.0 - dev_a0.0, dev_a1.1 - dev_a0.1);
+    assert!(skbs < sent_a, "no GSO: {skbs} skbs for {sent_a} segments");
+    // Bytes are skb->len (IP header and payload as the socket layer sees it; a GSO skb carries
+    // one header for all its segments): exactly what the device sent less Ethernet headers.
+    assert_eq!(n(ia, "/network/txBytes"), frame_bytes - 14 * skbs);
+    // Every byte of payload is in the count, plus at least one 40-byte header per skb.
+    assert!(n(ia, "/network/txBytes") >= up + 40 * skbs);
+    assert!(n(ib, "/network/txBytes") >= down);
     assert_eq!(n(ia, "/sockets/tcpActiveOpens"), 1);
     assert_eq!(n(ia, "/sockets/tcpPassiveOpens"), 0);
     assert_eq!(n(ib, "/sockets/tcpPassiveOpens"), 1);
     assert_eq!(n(ib, "/sockets/tcpActiveOpens"), 0);
+    let retrans = |m1: &Mib, m0: &Mib| m1["TcpRetransSegs"] - m0["TcpRetransSegs"];
     assert_eq!(
         n(ia, "/sockets/tcpRetransmits"),
-        d(&snmp_a1, &snmp_a0, "TcpRetransSegs")
+        retrans(&snmp_a1, &snmp_a0)
+    );
+    assert_eq!(
+        n(ib, "/sockets/tcpRetransmits"),
+        retrans(&snmp_b1, &snmp_b0)
     );
     // While podnet samples, each side holds its one connected socket (the server closed its
     // listener after accepting). An accepted socket is not *created* in the pod (no
@@ -368,11 +391,20 @@ fn memory_is_at_least_what_a_process_touched() {
         Qos::Burstable,
         &["redis"],
     );
+    // A limit only the cgroup files know: reading it back proves podnet read them (the RSS
+    // fallback has no limit). v1 memory hierarchy on hybrid hosts, v2 memory.max elsewhere.
+    let limit = 512u64 << 20;
+    match &pod.memcg {
+        Some(memcg) => std::fs::write(memcg.join("memory.limit_in_bytes"), limit.to_string()),
+        None => std::fs::write(pod.dir.join("memory.max"), limit.to_string()),
+    }
+    .unwrap();
     let mib = 64u64;
     let mut w = spawn(&args(&format!("hold-memory --mib {mib}")), None, &pod, 0);
     assert_eq!(run(&mut w)["bytes"], mib << 20);
     let doc = c.podnet(&["-o", "json", "--interval", "200ms"]).json();
     let i = item(&doc, "cache");
+    assert_eq!(n(i, "/memory/limitBytes"), limit, "{i:#}");
     assert!(n(i, "/memory/usageBytes") >= mib << 20, "{i:#}");
     assert!(n(i, "/memory/rssBytes") >= mib << 20, "{i:#}");
     assert!(

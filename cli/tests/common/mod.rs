@@ -181,6 +181,15 @@ impl Podnet {
         (status, out)
     }
 
+    /// Waits for podnet to exit (bounded) and returns its status and everything it wrote to
+    /// standard error.
+    pub fn finish_with_stderr(self) -> (ExitStatus, String) {
+        let stderr = self.stderr.clone();
+        let (status, _) = self.finish();
+        let err = stderr.lock().unwrap().clone();
+        (status, err)
+    }
+
     /// Waits for a one-shot `-o json` run to end successfully and parses its document.
     pub fn json(self) -> Value {
         let stderr = self.stderr.clone();
