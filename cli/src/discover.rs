@@ -31,7 +31,19 @@ use crate::resolve::{self, Mounts};
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the whole list request may take before podnet gives up on the API server and falls
 /// back to the cgroup scan.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The time bounds of one API request.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    connect: Duration,
+    request: Duration,
+}
+
+const TIMEOUTS: Timeouts = Timeouts {
+    connect: CONNECT_TIMEOUT,
+    request: REQUEST_TIMEOUT,
+};
 
 /// Where `--pods-from` reads from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -351,6 +363,14 @@ pub async fn discover_with_env(
     opts: &DiscoverOptions,
     env: &ConfigEnv,
 ) -> Result<Discovery, DiscoverError> {
+    discover_inner(opts, env, TIMEOUTS).await
+}
+
+async fn discover_inner(
+    opts: &DiscoverOptions,
+    env: &ConfigEnv,
+    timeouts: Timeouts,
+) -> Result<Discovery, DiscoverError> {
     let selector = match opts.selector.as_deref() {
         Some(s) => Some(
             LabelSelector::parse(s).map_err(|reason| DiscoverError::Selector {
@@ -369,7 +389,10 @@ pub async fn discover_with_env(
     let mut warnings = Vec::new();
     let choice = choose_config(opts.kubeconfig.as_deref(), env);
     let config = match load_config(&choice, opts.context.as_deref(), &mut warnings).await? {
-        Some(c) => c,
+        Some(mut c) => {
+            tune(&mut c, timeouts);
+            c
+        }
         None => {
             let why = "no Kubernetes API configured (no --kubeconfig, KUBECONFIG, in-cluster \
                        service account or ~/.kube/config)"
@@ -385,7 +408,7 @@ pub async fn discover_with_env(
         .to_string()
         .trim_end_matches('/')
         .to_string();
-    match list_from_api(config, opts).await {
+    match list_from_api(config, opts, timeouts.request).await {
         Ok(pods) => Ok(Discovery {
             pods,
             warnings,
@@ -412,10 +435,9 @@ async fn load_config(
                     "--context {c} ignored: using the in-cluster service account (pass --kubeconfig to use a kubeconfig)"
                 ));
             }
-            let mut config = kube::Config::incluster().map_err(|e| DiscoverError::InCluster {
+            let config = kube::Config::incluster().map_err(|e| DiscoverError::InCluster {
                 reason: error_chain(&e),
             })?;
-            tune(&mut config);
             return Ok(Some(config));
         }
         ConfigChoice::Flag(p) | ConfigChoice::Home(p) | ConfigChoice::SudoUser { path: p, .. } => {
@@ -453,7 +475,7 @@ async fn load_config(
         context: context.map(str::to_string),
         ..Default::default()
     };
-    let mut config = kube::Config::from_custom_kubeconfig(kc, &options)
+    let config = kube::Config::from_custom_kubeconfig(kc, &options)
         .await
         .map_err(|e| match e {
             kube::config::KubeconfigError::LoadContext(name) => DiscoverError::ContextNotFound {
@@ -462,7 +484,6 @@ async fn load_config(
             },
             e => kubeconfig_error(&label, e),
         })?;
-    tune(&mut config);
     Ok(Some(config))
 }
 
@@ -480,10 +501,11 @@ fn kubeconfig_error(path: &Path, e: kube::config::KubeconfigError) -> DiscoverEr
 }
 
 /// Bounded timeouts, and no automatic retries: a fallback must come quickly.
-fn tune(config: &mut kube::Config) {
-    config.connect_timeout = Some(CONNECT_TIMEOUT);
-    config.read_timeout = Some(REQUEST_TIMEOUT);
-    config.write_timeout = Some(REQUEST_TIMEOUT);
+fn tune(config: &mut kube::Config, t: Timeouts) {
+    config.connect_timeout = Some(t.connect);
+    // The whole request is bounded by `t.request` around it (see `list_from_api`).
+    config.read_timeout = None;
+    config.write_timeout = None;
     config.default_retry = false;
 }
 
@@ -555,6 +577,7 @@ struct WirePodList {
 async fn list_from_api(
     config: kube::Config,
     opts: &DiscoverOptions,
+    request_timeout: Duration,
 ) -> Result<Vec<PodInfo>, ApiFailure> {
     let client = kube::Client::try_from(config).map_err(ApiFailure::Fatal)?;
     let path = match &opts.namespace {
@@ -569,11 +592,10 @@ async fn list_from_api(
         .list(&lp)
         .map_err(|e| ApiFailure::Fatal(kube::Error::BuildRequest(e)))?;
     let list: WirePodList =
-        match tokio::time::timeout(REQUEST_TIMEOUT, client.request(request)).await {
+        match tokio::time::timeout(request_timeout, client.request(request)).await {
             Err(_) => {
                 return Err(ApiFailure::Unreachable(format!(
-                    "no answer within {} s",
-                    REQUEST_TIMEOUT.as_secs()
+                    "no answer within {request_timeout:?}"
                 )))
             }
             Ok(Err(e)) => {
@@ -1330,6 +1352,73 @@ mod tests {
         // The real passwd database knows root.
         assert_eq!(home_from_passwd("root"), Some(PathBuf::from("/root")));
         assert_eq!(home_from_passwd("podnet-no-such-user"), None);
+    }
+
+    /// A server that accepts connections and never answers: discovery gives up within the
+    /// request timeout and falls back to the cgroup scan.
+    #[tokio::test]
+    async fn silent_server_times_out_into_the_fallback() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        listener.set_nonblocking(true).unwrap();
+        let holder = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok((conn, _)) = listener.accept() {
+                    held.push(conn);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        let tmp = std::env::temp_dir().join(format!("podnet-silent-{}", std::process::id()));
+        std::fs::create_dir_all(tmp.join("cg")).unwrap();
+        let cfg = tmp.join("kubeconfig");
+        std::fs::write(
+            &cfg,
+            format!(
+                "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{port}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\nusers:\n- name: u\n  user: {{}}\n"
+            ),
+        )
+        .unwrap();
+        let opts = DiscoverOptions {
+            kubeconfig: Some(cfg),
+            node: "n".into(),
+            cgroup2: Some(tmp.join("cg")),
+            ..DiscoverOptions::default()
+        };
+        let t = Timeouts {
+            connect: Duration::from_millis(500),
+            request: Duration::from_millis(500),
+        };
+        let started = std::time::Instant::now();
+        let d = discover_inner(&opts, &ConfigEnv::default(), t).await;
+        let took = started.elapsed();
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        holder.join().unwrap();
+        let _ = std::fs::remove_dir_all(&tmp);
+        let d = d.unwrap();
+        assert!(took < Duration::from_secs(3), "took {took:?}");
+        assert_eq!(
+            d.source,
+            Source::CgroupScan {
+                root: tmp.join("cg")
+            }
+        );
+        assert!(d.pods.is_empty());
+        assert!(
+            d.warnings[0].starts_with(&format!(
+                "cannot reach the Kubernetes API server at http://127.0.0.1:{port} ("
+            )),
+            "{}",
+            d.warnings[0]
+        );
+        assert!(
+            d.warnings[0].contains("timed out") || d.warnings[0].contains("no answer within"),
+            "{}",
+            d.warnings[0]
+        );
     }
 
     #[test]
