@@ -732,3 +732,57 @@ async fn pods_from_single_pod_and_bad_files() {
         .unwrap_err();
     assert!(matches!(e, DiscoverError::PodsFrom { .. }), "{e:?}");
 }
+
+#[tokio::test]
+async fn https_to_a_dead_port_falls_back() {
+    // Also proves the TLS stack initialises (no missing crypto provider).
+    let s = Scratch::new("https-dead");
+    let server = format!("https://127.0.0.1:{}", dead_port());
+    let cfg = s.path("kubeconfig");
+    std::fs::write(&cfg, kubeconfig_yaml(&server, "tls", Some("t"))).unwrap();
+    let root = fake_cgroup_tree(&s);
+    let o = DiscoverOptions {
+        kubeconfig: Some(cfg),
+        cgroup2: Some(root.clone()),
+        ..opts("node-a")
+    };
+    let d = discover_with_env(&o, &bare_env()).await.unwrap();
+    assert_eq!(d.source, Source::CgroupScan { root });
+    assert!(
+        d.warnings[0].starts_with(&format!(
+            "cannot reach the Kubernetes API server at {server} (connection refused)"
+        )),
+        "{}",
+        d.warnings[0]
+    );
+}
+
+#[tokio::test]
+async fn tls_to_a_plain_http_server_is_an_error_not_a_fallback() {
+    let stub = StubApiServer::start(pods());
+    let s = Scratch::new("tls-mismatch");
+    let server = stub.url().replace("http://", "https://");
+    let cfg = s.path("kubeconfig");
+    std::fs::write(&cfg, kubeconfig_yaml(&server, "tls", None)).unwrap();
+    let o = DiscoverOptions {
+        kubeconfig: Some(cfg),
+        cgroup2: Some(fake_cgroup_tree(&s)),
+        ..opts("node-a")
+    };
+    let e = discover_with_env(&o, &bare_env()).await.unwrap_err();
+    match &e {
+        DiscoverError::Transport {
+            server: got,
+            reason,
+        } => {
+            assert_eq!(got, &server);
+            assert!(reason.contains("tls handshake"), "{reason}");
+        }
+        other => panic!("expected Transport, got {other:?}"),
+    }
+    assert!(
+        e.to_string()
+            .contains("check the kubeconfig's server URL and certificate authority"),
+        "{e}"
+    );
+}
