@@ -246,7 +246,7 @@ mod tests {
         let p = &out[0];
         assert_eq!(p.network.rx_bytes, 300 + 5000 + 200);
         assert_eq!(p.network.rx_packets, 3 + 50 + 2);
-        assert_eq!(p.files.opens, 8);
+        assert_eq!(p.files.opens, 1 + 7 + 1);
         // Rate over prev → now: (200 + 4000 + 200) bytes in 2 s.
         assert_eq!(p.network.rx_bytes_per_sec, 2200.0);
         assert_eq!(p.memory.usage_bytes, 42);
