@@ -187,7 +187,7 @@ pub async fn run(args: StatsArgs) -> Result<Outcome> {
         pods: Vec::new(),
         warnings: Vec::new(),
     };
-    refresh_pods(&opts, &mounts, &cgroup2, &mut tracker, &mut state).await?;
+    refresh_pods(&opts, &mounts, &mut tracker, &mut state).await?;
     warnings.append(&mut state.warnings);
     state.warnings = warnings;
 
@@ -220,7 +220,7 @@ pub async fn run(args: StatsArgs) -> Result<Outcome> {
         if last_refresh.elapsed() >= refresh_every {
             // Pods come and go: attach to new ones, let go of deleted ones.
             state.warnings.clear();
-            refresh_pods(&opts, &mounts, &cgroup2, &mut tracker, &mut state).await?;
+            refresh_pods(&opts, &mounts, &mut tracker, &mut state).await?;
             last_refresh = Instant::now();
         }
     }
@@ -236,7 +236,6 @@ struct State {
 async fn refresh_pods(
     opts: &DiscoverOptions,
     mounts: &Mounts,
-    cgroup2: &std::path::Path,
     tracker: &mut Tracker,
     state: &mut State,
 ) -> Result<()> {
@@ -249,8 +248,8 @@ async fn refresh_pods(
         t.elapsed()
     );
     state.warnings.extend(found.warnings);
-    let index = resolve::scan(cgroup2)
-        .with_context(|| format!("scanning the cgroup v2 tree at {}", cgroup2.display()))?;
+    // Also looks in the v1 hierarchy when the v2 tree has no pods, to say so plainly.
+    let index = resolve::scan_mounts(mounts)?;
     let resolved = resolve::resolve(&found.pods, &index);
     state.warnings.extend(resolved.warnings);
     let (pods, mut w) = tracker.follow(&resolved.pods, mounts);
