@@ -4,4 +4,5 @@
 //! under unique names, and removes them on `Drop`, including when a test fails.
 
 pub mod apiserver;
+pub mod demo;
 pub mod sandbox;
