@@ -117,7 +117,8 @@ impl Map {
                     spec.value_size
                 )));
             }
-            if spec.kind != crate::MapKind::Bss {
+            // .bss starts zeroed in the kernel: write it only if set_global changed it.
+            if spec.kind != crate::MapKind::Bss || data.iter().any(|&b| b != 0) {
                 map.update(&0u32.to_ne_bytes(), data, BPF_ANY)?;
             }
             if spec.kind == crate::MapKind::Rodata {
@@ -250,7 +251,8 @@ impl Map {
     }
 
     /// Creates or replaces an entry. `value` is [`Map::value_len`] bytes; `flags` is
-    /// [`BPF_ANY`], [`BPF_NOEXIST`] or [`BPF_EXIST`]. A full map gives [`Error::MapFull`].
+    /// [`BPF_ANY`], [`BPF_NOEXIST`] or [`BPF_EXIST`]. A full map gives [`Error::MapFull`]; an
+    /// existing key with [`BPF_NOEXIST`] an error whose [`Error::raw_os_error`] is `EEXIST`.
     pub fn update(&self, key: &[u8], value: &[u8], flags: u64) -> Result<()> {
         self.fd
             .update(key, value, flags)
@@ -309,7 +311,7 @@ impl Map {
             Err(e)
                 if matches!(
                     e.raw_os_error(),
-                    Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(524)
+                    Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(sys::ENOTSUPP)
                 ) =>
             {
                 log::debug!(

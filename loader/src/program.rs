@@ -189,7 +189,7 @@ impl Program {
             Err(e)
                 if matches!(
                     e.raw_os_error(),
-                    Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(524)
+                    Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(sys::ENOTSUPP)
                 ) =>
             {
                 log::debug!(

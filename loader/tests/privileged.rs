@@ -239,12 +239,16 @@ fn verifier_rejection_carries_the_log_tail() {
     if !require_privileges("verifier_rejection_carries_the_log_tail") {
         return;
     }
-    match Object::load(&ObjectSpec::parse(REJECT).unwrap()) {
-        Err(Error::Verifier {
+    let err =
+        Object::load(&ObjectSpec::parse(REJECT).unwrap()).expect_err("the verifier must reject it");
+    eprintln!("{err}");
+    let shown = err.to_string();
+    match err {
+        Error::Verifier {
             program,
             source,
             log_tail,
-        }) => {
+        } => {
             assert_eq!(program, "unchecked_lookup");
             assert_eq!(source.raw_os_error(), Some(libc::EACCES));
             assert!(
@@ -252,6 +256,10 @@ fn verifier_rejection_carries_the_log_tail() {
                 "log tail: {log_tail}"
             );
             assert!(log_tail.lines().count() <= 20);
+            assert!(
+                shown.contains("program `unchecked_lookup`") && shown.ends_with(&log_tail),
+                "{shown}"
+            );
         }
         other => panic!("expected a verifier error, got {other:?}"),
     }

@@ -28,6 +28,9 @@ const BPF_MAP_FREEZE: u32 = 22;
 const BPF_MAP_LOOKUP_BATCH: u32 = 24;
 const BPF_LINK_CREATE: u32 = 28;
 
+/// The kernel's ENOTSUPP (not in libc): an operation this kernel or map type does not support.
+pub(crate) const ENOTSUPP: i32 = 524;
+
 /// Map types whose values are per CPU (`PERCPU_HASH`, `PERCPU_ARRAY`, `LRU_PERCPU_HASH`,
 /// `PERCPU_CGROUP_STORAGE`).
 pub(crate) const PER_CPU_MAP_TYPES: [u32; 4] = [5, 6, 10, 21];
