@@ -607,4 +607,25 @@ fn podnet_object_loads_with_its_btf_maps() {
             &vec![*id]
         );
     }
+
+    // What podnet's attach stage does next: register the cgroup with zeroed per-CPU counters and
+    // record the attach point in the cgroup storage (which exists once a program using it is
+    // attached), then read everything back in one batch.
+    let id = cgroup_id(&dir).unwrap().to_ne_bytes();
+    let counters = obj.map("counters").unwrap();
+    counters
+        .update(&id, &vec![0; counters.value_len()], BPF_NOEXIST)
+        .unwrap();
+    let again = counters.update(&id, &vec![0; counters.value_len()], BPF_NOEXIST);
+    assert_eq!(again.unwrap_err().raw_os_error(), Some(libc::EEXIST));
+    let entries = counters.lookup_batch().unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].0, id);
+    assert_eq!(
+        counters.sum_percpu_u64(&entries[0].1).unwrap(),
+        vec![0; counters.value_size() as usize / 8]
+    );
+    let attach_pod = obj.map("attach_pod").unwrap();
+    attach_pod.update(&id, &id, BPF_ANY).unwrap();
+    assert_eq!(attach_pod.lookup(&id).unwrap(), Some(id.to_vec()));
 }
