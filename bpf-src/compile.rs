@@ -1,14 +1,15 @@
 // Compiles BPF C sources with clang. Shared by the build scripts of `loader/` and `cli/` through
 // `include!("../bpf-src/compile.rs")`, so both build the objects the same way.
 
-/// Compiles `src` (a `*.bpf.c` file) into `out_dir/<stem>.o` and returns the object's path.
+/// Compiles `src` (a `*.bpf.c` file) into `out_dir/<name>.bpf.o` and returns the object's path.
 /// Panics with the fix when clang is missing or the compile fails: a build script has no better
 /// way to report.
 #[allow(dead_code)]
 fn compile_bpf(src: &std::path::Path, out_dir: &std::path::Path) -> std::path::PathBuf {
-    let stem = src.file_name().unwrap().to_string_lossy().replace(".c", ".o");
+    let stem = src.file_name().unwrap().to_string_lossy().replace(".bpf.c", ".bpf.o");
     let out = out_dir.join(stem);
-    let include = src.parent().unwrap();
+    // The directory holding podnet.h, also for sources in bpf-src/tests/.
+    let include = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bpf-src");
     // <linux/types.h> includes <asm/types.h>, which Debian keeps in the multiarch directory.
     let multiarch = std::process::Command::new("gcc")
         .arg("-dumpmachine")
