@@ -54,8 +54,14 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
+# cargo-fuzz needs nightly features; RUSTC_BOOTSTRAP=1 enables them on the stable toolchain. The
+# compiled BPF objects (real and test programs) seed the corpus.
 fuzz:
-	cd loader/fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run parse_relocate -- -max_total_time=$(FUZZ_SECONDS)
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install --locked cargo-fuzz
+	$(CARGO) build -p podnet-loader --tests
+	mkdir -p loader/fuzz/corpus/parse_relocate loader/fuzz/seeds
+	cp target/debug/build/podnet-loader-*/out/*.bpf.o loader/fuzz/seeds/
+	cd loader/fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run parse_relocate corpus/parse_relocate seeds -- -max_total_time=$(FUZZ_SECONDS)
 
 demo: build mounts
 	$(CARGO) build --release --locked -p podnet-testing --bins
