@@ -37,7 +37,7 @@ use std::net::Ipv4Addr;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -290,25 +290,25 @@ pub struct DriverReport {
 #[derive(Debug)]
 struct TempDir(PathBuf);
 
+static TEMP_COUNTER: AtomicU32 = AtomicU32::new(0);
+
 impl TempDir {
-    /// `<tmp>/podnet-demo-<pid>`, mode 0700; stale ones of dead processes are removed first.
+    /// `<tmp>/podnet-demo-<pid>-<n>`, mode 0700; stale ones of dead processes are removed first.
     fn new() -> Result<TempDir> {
         let tmp = std::env::temp_dir();
+        let me = std::process::id();
         if let Ok(rd) = fs::read_dir(&tmp) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let stale = name
-                    .strip_prefix("podnet-demo-")
-                    .and_then(|p| p.parse::<u32>().ok())
-                    .is_some_and(|pid| {
-                        pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
-                    });
-                if stale {
+                if temp_dir_owner(&name)
+                    .is_some_and(|pid| pid != me && !Path::new(&format!("/proc/{pid}")).exists())
+                {
                     let _ = fs::remove_dir_all(e.path());
                 }
             }
         }
-        let dir = tmp.join(format!("podnet-demo-{}", std::process::id()));
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = tmp.join(format!("podnet-demo-{me}-{n}"));
         if dir.exists() {
             fs::remove_dir_all(&dir)
                 .with_context(|| format!("cannot remove old {}", dir.display()))?;
@@ -319,6 +319,15 @@ impl TempDir {
             .with_context(|| format!("cannot create {}", dir.display()))?;
         Ok(TempDir(dir))
     }
+}
+
+/// The pid in a temporary directory name `podnet-demo-<pid>-<n>`.
+fn temp_dir_owner(name: &str) -> Option<u32> {
+    let (pid, n) = name.strip_prefix("podnet-demo-")?.split_once('-')?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
 }
 
 impl Drop for TempDir {
@@ -1050,7 +1059,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rates_are_formatted_in_decimal_units() {
+    fn rates_are_formatted_in_binary_units_like_podnet() {
         assert_eq!(format_rate(999), "999 B/s");
         assert_eq!(
             format_rate(WEB_UDP_RATE * (WEB_UDP_SIZE + UDP_IP_OVERHEAD)),
@@ -1058,6 +1067,14 @@ mod tests {
         );
         assert_eq!(format_rate(3 * 1024 * 1024 / 2), "1.5 MiB/s");
         assert_eq!(tcp_wire_bytes(TCP_REPLY), 262_144 + 182 * 52);
+    }
+
+    #[test]
+    fn temp_dirs_name_their_owner() {
+        assert_eq!(temp_dir_owner("podnet-demo-1234-0"), Some(1234));
+        assert_eq!(temp_dir_owner("podnet-demo-1234"), None);
+        assert_eq!(temp_dir_owner("podnet-demo-test-bin-1234"), None);
+        assert_eq!(temp_dir_owner("podnet-demo-x-1"), None);
     }
 
     #[test]
