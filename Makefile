@@ -60,7 +60,7 @@ fuzz:
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install --locked cargo-fuzz
 	$(CARGO) build -p podnet-loader --tests
 	mkdir -p loader/fuzz/corpus/parse_relocate loader/fuzz/seeds
-	cp target/debug/build/podnet-loader-*/out/*.bpf.o loader/fuzz/seeds/
+	for d in target/debug/build/podnet-loader-*/out; do cp -f $$d/*.bpf.o loader/fuzz/seeds/; done
 	cd loader/fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run parse_relocate corpus/parse_relocate seeds -- -max_total_time=$(FUZZ_SECONDS)
 
 demo: build mounts
