@@ -41,7 +41,8 @@ usage: podnet-demo [--podnet PATH] [--seconds N] [--keep] [--manifest FILE]
 Sets up sandbox pods (cgroups in four kubelet layouts, network namespaces, veth pairs in
 198.18.0.0/15, processes generating UDP/TCP traffic, socket churn, file opens and memory use) and a
 stub Kubernetes API server listing them, runs `podnet stats` against them four ways, then removes
-everything. Needs root. `sudo make demo` builds everything and runs this.
+everything. Needs root. `sudo make demo` builds everything and runs this. Ctrl-C stops it at
+any point and still removes everything.
 
 options:
   --podnet PATH     the podnet binary [default: `podnet` next to this program, else
@@ -106,7 +107,7 @@ fn parse_args(args: &[String]) -> Result<Option<Opts>> {
     }))
 }
 
-/// `podnet` next to this executable (both are built into target/<profile>/), else
+/// `podnet` next to this executable (both are built into `target/<profile>/`), else
 /// `<repo>/target/release/podnet`.
 fn default_podnet() -> PathBuf {
     let sibling = std::env::current_exe()
@@ -332,6 +333,11 @@ fn demo(opts: &Opts, signal: &AtomicI32, made: &mut Option<Resources>) -> Result
         wait_for_enter(signal);
     }
 
+    if !opts.keep && !podnet_failed && signal.load(Ordering::SeqCst) == 0 {
+        println!(
+            "\nTip: `sudo scripts/demo.sh --keep` leaves the sandbox up to explore it with podnet by hand."
+        );
+    }
     let report = sandbox.stop_driver();
     if !report.errors.is_empty() && signal.load(Ordering::SeqCst) == 0 {
         eprintln!(
