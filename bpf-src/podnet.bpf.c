@@ -238,10 +238,14 @@ int podnet_sockops(struct bpf_sock_ops *ops)
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
 		bpf_sock_ops_cb_flags_set(ops, ops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_RETRANS_CB_FLAG);
 		c = socket_counters(ops);
-		if (c)
+		if (c) {
 			__sync_fetch_and_add(&c->tcp_passive_opens, 1);
-		else
+			/* An accepted connection is a socket of the pod that never passed through
+			 * sock_create; it will pass through sock_release when closed. */
+			__sync_fetch_and_add(&c->sock_created, 1);
+		} else {
 			count_miss();
+		}
 		break;
 	case BPF_SOCK_OPS_RETRANS_CB:
 		/* args: seq, segments, error. The kernel's RetransSegs counts successful ones. */

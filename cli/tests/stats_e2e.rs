@@ -257,8 +257,8 @@ fn tcp_tx_equals_peer_rx_and_segments_match_the_kernel() {
         retrans(&snmp_b1, &snmp_b0)
     );
     // While podnet samples, each side holds its one connected socket (the server closed its
-    // listener after accepting). An accepted socket is not *created* in the pod (no
-    // sock_create): the server created and closed only its listener.
+    // listener after accepting). The server created two sockets: its listener and the
+    // connection it accepted (counted when established; it never passes through sock_create).
     assert_eq!(n(ia, "/sockets/open"), 1);
     assert_eq!(n(ib, "/sockets/open"), 1);
     assert_eq!(
@@ -267,7 +267,7 @@ fn tcp_tx_equals_peer_rx_and_segments_match_the_kernel() {
     );
     assert_eq!(
         (n(ib, "/sockets/created"), n(ib, "/sockets/closed")),
-        (1, 1)
+        (2, 1)
     );
 }
 
