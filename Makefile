@@ -14,7 +14,8 @@ help:
 	@echo "make deps        install what podnet needs to build and test (Debian/Ubuntu, as root)"
 	@echo "make build       release build of the podnet binary (target/release/podnet)"
 	@echo "make test        unit and privileged integration tests on the real kernel (as root)"
-	@echo "make demo        sandbox pods with traffic, served by a stub API server, watched by podnet (as root)"
+	@echo "make demo        sandbox pods with traffic, served by a stub API server, watched by podnet (as root;"
+	@echo "                 DEMO_ARGS=--keep leaves the sandbox up to explore by hand)"
 	@echo "make lint        rustfmt check and clippy -D warnings"
 	@echo "make fuzz        bounded run of the loader's fuzz target (FUZZ_SECONDS=$(FUZZ_SECONDS))"
 	@echo "make bench       benchmarks: per-event cost, throughput, map reads, attach time, peak RSS"
@@ -65,7 +66,7 @@ fuzz:
 
 demo: build mounts
 	$(CARGO) build --release --locked -p podnet-testing --bins
-	scripts/demo.sh
+	scripts/demo.sh $(DEMO_ARGS)
 
 bench: deps mounts
 	$(CARGO) build --release --locked --workspace --bins

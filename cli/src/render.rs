@@ -300,7 +300,10 @@ pub fn render_table(list: &PodStatsList, wide: bool, containers: bool, sort: Sor
                     memory: &c.memory,
                 };
                 let mut cells = vec![String::new(), container_label(c)];
-                cells.extend(counter_cells(&counters, wide, "", &c.cgroup_path));
+                // Under its pod's row, a container's directory name is enough (the full path
+                // is in -o json): kubelet's full container paths are 200+ characters.
+                let dir = c.cgroup_path.rsplit('/').next().unwrap_or(&c.cgroup_path);
+                cells.extend(counter_cells(&counters, wide, "", dir));
                 table.add_row(Row::new(cells.iter().map(|s| Cell::new(s)).collect()));
             }
         }
@@ -592,10 +595,8 @@ mod tests {
         // Containers follow their pod, sorted by name, indented.
         assert_eq!(r[web + 1][..2], ["", "app"]);
         assert_eq!(r[web + 1][4], "3.0 MiB");
-        assert_eq!(
-            r[web + 1][21],
-            "/kubepods.slice/web-0/cri-containerd-aaaa.scope"
-        );
+        // Under its pod, a container shows only its own directory name.
+        assert_eq!(r[web + 1][21], "cri-containerd-aaaa.scope");
         assert_eq!(r[web + 2][..2], ["", "sidecar"]);
         assert_eq!(r[web + 2][4], "1.0 KiB");
         assert_eq!(r[web + 2][18], "-");

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, Context, Result};
 use clap::Args;
-use log::{debug, info, warn};
+use log::{debug, info};
 
 use crate::aggregate::{aggregate, TrackedPod, Window};
 use crate::attach::{self, Tracker};
@@ -256,7 +256,8 @@ async fn refresh_pods(
     state.warnings.append(&mut w);
     state.pods = pods;
     for w in &state.warnings {
-        warn!("{w}");
+        // Printed with the report (stderr for tables, `warnings` in JSON); logged for RUST_LOG.
+        debug!("warning: {w}");
     }
     Ok(())
 }
