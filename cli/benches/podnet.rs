@@ -58,17 +58,8 @@ const SECTIONS: [&str; 5] = ["events", "throughput", "maps", "attach", "rss"];
 /// The node name the generated pods are scheduled on.
 const NODE: &str = "podnet-bench-node";
 
-/// The cgroup programs the tracker attaches to every pod directory (as `attach.rs` does).
-const CGROUP_PROGRAMS: [&str; 5] = [
-    "podnet_ingress",
-    "podnet_egress",
-    "podnet_sock_create",
-    "podnet_sock_release",
-    "podnet_sockops",
-];
-
-/// The open-family syscalls whose tracepoints the tracker attaches to (as `attach.rs` does).
-const OPEN_SYSCALLS: [&str; 4] = ["openat", "openat2", "open", "creat"];
+// The programs and tracepoints are attached exactly as the tracker attaches them.
+use podnet::attach::{CGROUP_PROGRAMS, OPEN_SYSCALLS};
 
 /// Environment variables of the helper processes.
 const HELPER_ROLE: &str = "PODNET_BENCH_HELPER";

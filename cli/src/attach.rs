@@ -26,7 +26,7 @@ pub static BPF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/podnet.
 pub const CGROUPS_PER_POD: u32 = 8;
 
 /// The cgroup programs attached to every pod directory.
-const CGROUP_PROGRAMS: [&str; 5] = [
+pub const CGROUP_PROGRAMS: [&str; 5] = [
     "podnet_ingress",
     "podnet_egress",
     "podnet_sock_create",
@@ -35,8 +35,12 @@ const CGROUP_PROGRAMS: [&str; 5] = [
 ];
 
 /// Syscalls whose tracepoints count file opens; only `openat` exists everywhere (arm64 has no
-/// `open`/`creat`, kernels before 5.6 no `openat2`).
-const OPEN_SYSCALLS: [&str; 4] = ["openat", "openat2", "open", "creat"];
+/// `open`/`creat`, kernels before 5.6 no `openat2`). `open` matters: musl (Alpine images) calls
+/// it on x86_64.
+pub const OPEN_SYSCALLS: [&str; 4] = ["openat", "openat2", "open", "creat"];
+
+/// How often a transient ENOMEM from the per-CPU allocator is retried when registering.
+const REGISTER_RETRIES: usize = 10;
 
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_ADMIN: u32 = 21;
@@ -110,6 +114,11 @@ impl Tracker {
         })
     }
 
+    /// The loaded object: its programs and maps (for benchmarks and diagnostics).
+    pub fn object(&self) -> &Object {
+        &self.object
+    }
+
     fn map(&self, name: &str) -> &Map {
         self.object
             .map(name)
@@ -156,7 +165,20 @@ impl Tracker {
     fn register(&self, id: u64, what: &str, warnings: &mut Vec<String>) -> Result<bool> {
         let counters = self.map("counters");
         let zeros = vec![0u8; counters.value_len()];
-        match counters.update(&id.to_ne_bytes(), &zeros, podnet_loader::BPF_NOEXIST) {
+        let insert = || counters.update(&id.to_ne_bytes(), &zeros, podnet_loader::BPF_NOEXIST);
+        let mut result = insert();
+        // The per-CPU allocator can fail transiently while it grows its chunks (seen when
+        // registering thousands of cgroups at once); the same insert succeeds a moment later.
+        for _ in 0..REGISTER_RETRIES {
+            match &result {
+                Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => {
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                    result = insert();
+                }
+                _ => break,
+            }
+        }
+        match result {
             Ok(()) => Ok(true),
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(true),
             Err(LoaderError::MapFull { .. }) => {
@@ -270,8 +292,16 @@ impl Tracker {
             p.dir.display()
         );
         for c in &p.containers {
-            if let Some(tc) = self.track_container(p, c, mounts, warnings)? {
-                tracked.containers.push(tc);
+            match self.track_container(p, c, mounts, warnings) {
+                Ok(Some(tc)) => tracked.containers.push(tc),
+                Ok(None) => {}
+                Err(e) => {
+                    // Leave nothing half-registered; dropping `links` detaches.
+                    for id in tracked.cgroup_ids() {
+                        self.unregister(id);
+                    }
+                    return Err(e);
+                }
             }
         }
         self.followed.insert(
