@@ -538,10 +538,15 @@ fn pin_unpin_and_open_from_pin() {
         vec![prog.id().unwrap()]
     );
     std::fs::remove_file(pins.0.join("links/ingress")).unwrap();
-    assert_eq!(
-        query_cgroup_programs(&dir, AttachType::CgroupInetIngress).unwrap(),
-        Vec::<u32>::new()
-    );
+    // The pin held the last reference; bpffs drops it when the inode is freed, after an RCU
+    // grace period, so the detach is asynchronous: wait for it (bounded).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut attached = query_cgroup_programs(&dir, AttachType::CgroupInetIngress).unwrap();
+    while !attached.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        attached = query_cgroup_programs(&dir, AttachType::CgroupInetIngress).unwrap();
+    }
+    assert_eq!(attached, Vec::<u32>::new());
 }
 
 #[test]
