@@ -194,6 +194,9 @@ pub async fn run(args: StatsArgs) -> Result<Outcome> {
     // Entries are registered zeroed, and the misses map is new with this load: counting "since
     // attach" starts from zero, not from a read taken a moment after attaching (which would drop
     // whatever happened in between).
+    // From here on Ctrl-C detaches cleanly (before, the default action kills podnet, and the
+    // kernel detaches its links).
+    let mut stop = Stop::install()?;
     let base = Snapshot::zero(Instant::now());
     let mut prev = base.clone();
     let mut shown = 0u64;
@@ -201,7 +204,7 @@ pub async fn run(args: StatsArgs) -> Result<Outcome> {
     let refresh_every = args.interval.max(Duration::from_secs(10));
     let interactive = std::io::stdout().is_terminal();
     loop {
-        if !sleep_or_signal(args.interval).await? {
+        if !stop.sleep(args.interval).await {
             info!("interrupted: detaching");
             return Ok(if args.watch {
                 Outcome::Done
@@ -333,15 +336,30 @@ fn print_report(doc: &PodStatsList, args: &StatsArgs, interactive: bool) -> Resu
     }
 }
 
-/// Sleeps for `d`; returns false if SIGINT or SIGTERM came first.
-async fn sleep_or_signal(d: Duration) -> Result<bool> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
-    tokio::select! {
-        _ = tokio::time::sleep(d) => Ok(true),
-        _ = int.recv() => Ok(false),
-        _ = term.recv() => Ok(false),
+/// SIGINT and SIGTERM, listened to for the whole run: once podnet handles them they no longer
+/// kill it, so a listener must exist at every moment, including while a report is rendered.
+struct Stop {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Stop {
+    fn install() -> Result<Stop> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Stop {
+            int: signal(SignalKind::interrupt()).context("installing a SIGINT handler")?,
+            term: signal(SignalKind::terminate()).context("installing a SIGTERM handler")?,
+        })
+    }
+
+    /// Sleeps for `d`; returns false if SIGINT or SIGTERM came first (or came while podnet was
+    /// busy since the last call).
+    async fn sleep(&mut self, d: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => true,
+            _ = self.int.recv() => false,
+            _ = self.term.recv() => false,
+        }
     }
 }
 
