@@ -40,13 +40,10 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde_json::{json, Value};
 
-use podnet::attach::{cgroup_id, Tracker, BPF_OBJECT, CGROUPS_PER_POD};
+use podnet::attach::{attached_programs, cgroup_id, Tracker, BPF_OBJECT, CGROUPS_PER_POD};
 use podnet::discover::parse_pod_list;
 use podnet::resolve::{self, Mounts, ResolvedPod};
-use podnet_loader::{
-    query_cgroup_programs, tracepoint_exists, AttachType, Link, Map, Object, ObjectSpec, BPF_ANY,
-    BPF_NOEXIST,
-};
+use podnet_loader::{tracepoint_exists, Link, Map, Object, ObjectSpec, BPF_ANY, BPF_NOEXIST};
 use podnet_testing::sandbox::{
     new_container_id, new_uid, require_privileges, CgroupTree, Layout, NetNs, Qos,
     SandboxContainer, SandboxPod, Veth, Workload,
@@ -1333,20 +1330,6 @@ fn bench_maps() -> Result<String> {
 
 // ---------------------------------------------------------------------------------------------
 // 4. Attach and detach
-
-/// Programs attached directly to a cgroup directory by podnet's five cgroup hooks.
-fn attached_programs(dir: &Path) -> usize {
-    [
-        AttachType::CgroupInetIngress,
-        AttachType::CgroupInetEgress,
-        AttachType::CgroupInetSockCreate,
-        AttachType::CgroupInetSockRelease,
-        AttachType::CgroupSockOps,
-    ]
-    .into_iter()
-    .map(|t| query_cgroup_programs(dir, t).map_or(0, |v| v.len()))
-    .sum()
-}
 
 fn bench_attach() -> Result<String> {
     let mut md = String::new();

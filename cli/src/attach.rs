@@ -47,6 +47,21 @@ const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
+/// How many programs are attached directly to a cgroup directory on the hooks podnet uses for
+/// pods (5 while podnet follows the pod, 0 when nothing is attached). Any process's programs
+/// count: this asks the kernel (BPF_PROG_QUERY), not a tracker.
+pub fn attached_programs(dir: &Path) -> usize {
+    let spec = ObjectSpec::parse(BPF_OBJECT).expect("the embedded object parses");
+    CGROUP_PROGRAMS
+        .iter()
+        .filter_map(|name| spec.program(name).ok())
+        .map(|p| {
+            podnet_loader::query_cgroup_programs(dir, p.kind.attach_type())
+                .map_or(0, |ids| ids.len())
+        })
+        .sum()
+}
+
 /// Fails with the fix when this process lacks the capabilities podnet needs.
 pub fn check_privileges() -> Result<()> {
     let status =

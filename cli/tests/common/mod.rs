@@ -9,7 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use podnet_loader::{query_cgroup_programs, AttachType};
+pub use podnet::attach::attached_programs;
 use podnet_testing::apiserver::StubApiServer;
 use podnet_testing::sandbox::{new_container_id, new_uid, CgroupTree, Layout, Qos, SandboxPod};
 use serde_json::Value;
@@ -209,21 +209,6 @@ impl Drop for Podnet {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// How many podnet programs are attached directly to a cgroup directory (ingress, egress,
-/// sock_create, sock_release, sockops: 5 when attached, 0 when not).
-pub fn attached_programs(dir: &Path) -> usize {
-    [
-        AttachType::CgroupInetIngress,
-        AttachType::CgroupInetEgress,
-        AttachType::CgroupInetSockCreate,
-        AttachType::CgroupInetSockRelease,
-        AttachType::CgroupSockOps,
-    ]
-    .into_iter()
-    .map(|t| query_cgroup_programs(dir, t).map(|v| v.len()).unwrap_or(0))
-    .sum()
 }
 
 /// Waits (bounded) until nothing is attached to `dir`.
