@@ -52,6 +52,33 @@ struct {
 } sock_owner SEC(".maps");
 
 /*
+ * Kernel variants, set by userspace from its feature probes before load. They live in frozen
+ * .rodata, so the verifier sees them as constants and skips the branches they turn off: a helper
+ * the kernel lacks for a program type is then never looked at.
+ *
+ * sockops_current_cgroup: sockops may call bpf_get_current_cgroup_id (Linux 6.4). Without it, a
+ * TCP socket's owner is the one sock_create recorded under the socket's cookie (below), else the
+ * pod the program is attached to.
+ * sock_create_cookie: cgroup/sock_create may call bpf_get_socket_cookie, so it records owners.
+ * Both default to off: the object as compiled loads on every supported kernel.
+ */
+const volatile __u8 sockops_current_cgroup = 0;
+const volatile __u8 sock_create_cookie = 0;
+
+/*
+ * Owner (deepest registered cgroup of the creating task) of sockets created in tracked cgroups,
+ * keyed by socket cookie: written by sock_create, removed by sock_release, read by sockops where
+ * sockops cannot ask for the current cgroup. LRU: a lost entry costs container-level attribution
+ * (the pod still counts), never a wrong pod. Userspace sizes it to 1 entry when unused.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1);
+	__type(key, __u64);
+	__type(value, __u64);
+} sock_cookie_owner SEC(".maps");
+
+/*
  * The pod a cgroup program is attached to (its attach point): userspace writes the pod's cgroup id
  * here after attaching. It attributes TCP events of sockets that predate podnet (a server that was
  * listening before attach) to their pod.
@@ -157,10 +184,16 @@ int podnet_sock_create(struct bpf_sock *sk)
 	__u64 owner = 0;
 	struct podnet_counters *c = current_counters(&owner);
 
-	if (c)
-		__sync_fetch_and_add(&c->sock_created, 1);
-	else
+	if (!c) {
 		count_miss();
+		return 1;
+	}
+	__sync_fetch_and_add(&c->sock_created, 1);
+	if (sock_create_cookie && !sockops_current_cgroup) {
+		__u64 cookie = bpf_get_socket_cookie(sk);
+
+		bpf_map_update_elem(&sock_cookie_owner, &cookie, &owner, BPF_ANY);
+	}
 	return 1;
 }
 
@@ -174,14 +207,54 @@ int podnet_sock_release(struct bpf_sock *sk)
 		__sync_fetch_and_add(&c->sock_closed, 1);
 	else
 		count_miss();
+	if (sock_create_cookie && !sockops_current_cgroup) {
+		__u64 cookie = bpf_get_socket_cookie(sk);
+
+		bpf_map_delete_elem(&sock_cookie_owner, &cookie);
+	}
 	return 1;
+}
+
+/* The pod this sockops program runs for (its attach point), or 0 before userspace named it. */
+static __always_inline __u64 attach_point_pod(void)
+{
+	__u64 *pod = bpf_get_local_storage(&attach_pod, 0);
+
+	return pod ? *pod : 0;
+}
+
+/*
+ * The counters of the tracked cgroup that owns a socket in process context (connect, listen):
+ * the current task's deepest registered cgroup where sockops may ask (6.4), else the owner
+ * sock_create recorded, else the pod.
+ */
+static __always_inline struct podnet_counters *process_socket_counters(struct bpf_sock_ops *ops,
+									__u64 *owner)
+{
+	struct podnet_counters *c;
+	__u64 cookie, *recorded;
+
+	if (sockops_current_cgroup)
+		return current_counters(owner);
+	cookie = bpf_get_socket_cookie(ops);
+	recorded = bpf_map_lookup_elem(&sock_cookie_owner, &cookie);
+	if (recorded) {
+		*owner = *recorded;
+		c = bpf_map_lookup_elem(&counters, owner);
+		if (c)
+			return c;
+	}
+	*owner = attach_point_pod();
+	if (*owner == 0)
+		return 0;
+	return bpf_map_lookup_elem(&counters, owner);
 }
 
 /* Remember which tracked cgroup owns this TCP socket (process context only). */
 static __always_inline struct podnet_counters *claim_socket(struct bpf_sock_ops *ops)
 {
 	__u64 owner = 0;
-	struct podnet_counters *c = current_counters(&owner);
+	struct podnet_counters *c = process_socket_counters(ops, &owner);
 	struct bpf_sock *sk = ops->sk;
 	__u64 *slot;
 
@@ -204,15 +277,14 @@ static __always_inline struct podnet_counters *claim_socket(struct bpf_sock_ops 
 static __always_inline struct podnet_counters *socket_counters(struct bpf_sock_ops *ops)
 {
 	struct bpf_sock *sk = ops->sk;
-	__u64 *owner = 0;
+	__u64 *stored = 0, owner;
 
 	if (sk)
-		owner = bpf_sk_storage_get(&sock_owner, sk, 0, 0);
-	if (!owner)
-		owner = bpf_get_local_storage(&attach_pod, 0);
-	if (!owner || *owner == 0)
+		stored = bpf_sk_storage_get(&sock_owner, sk, 0, 0);
+	owner = stored ? *stored : attach_point_pod();
+	if (owner == 0)
 		return 0;
-	return bpf_map_lookup_elem(&counters, owner);
+	return bpf_map_lookup_elem(&counters, &owner);
 }
 
 SEC("sockops")

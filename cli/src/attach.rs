@@ -109,7 +109,78 @@ pub struct Tracker {
     tracepoint_links: Vec<Link>,
     followed: HashMap<String, Followed>,
     capacity: u32,
+    variant: KernelVariant,
 }
+
+/// How podnet's programs find a TCP socket's owner on this kernel (probed, never guessed from the
+/// version): the program variant is chosen by `.rodata` constants before load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketOwner {
+    /// sockops asks for the current task's cgroup (Linux 6.4 and later).
+    CurrentCgroup,
+    /// sock_create records each socket's owner under its cookie; sockops looks it up.
+    SocketCookie,
+    /// Neither: TCP events are charged to the pod the socket belongs to, not its container.
+    PodOnly,
+}
+
+/// The program variants this kernel can load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelVariant {
+    /// How TCP sockets are attributed in sockops.
+    pub socket_owner: SocketOwner,
+}
+
+impl KernelVariant {
+    /// Probes the kernel by loading tiny programs (cached for the process).
+    pub fn probe() -> Result<KernelVariant> {
+        use podnet_loader::probe::{helper_available, Helper};
+        use podnet_loader::ProgramKind;
+        let probe = |kind: ProgramKind, helper: Helper| {
+            helper_available(&kind, helper)
+                .with_context(|| format!("probing the kernel for {helper:?} in {kind:?} programs"))
+        };
+        let socket_owner = if probe(ProgramKind::SockOps, Helper::GetCurrentCgroupId)? {
+            SocketOwner::CurrentCgroup
+        } else if probe(ProgramKind::CgroupSockCreate, Helper::GetSocketCookie)? {
+            SocketOwner::SocketCookie
+        } else {
+            SocketOwner::PodOnly
+        };
+        Ok(KernelVariant { socket_owner })
+    }
+
+    /// Sets the `.rodata` constants and map sizes that select this variant in `spec`.
+    fn apply(&self, spec: &mut ObjectSpec, capacity: u32) -> Result<()> {
+        let current = self.socket_owner == SocketOwner::CurrentCgroup;
+        let cookie = self.socket_owner == SocketOwner::SocketCookie;
+        spec.set_global("sockops_current_cgroup", &[current as u8])?;
+        spec.set_global("sock_create_cookie", &[cookie as u8])?;
+        if cookie {
+            // One entry per open socket of the tracked pods; an evicted one costs only
+            // container-level attribution of that socket's TCP events.
+            spec.map_mut("sock_cookie_owner")?.max_entries =
+                capacity.saturating_mul(SOCKETS_PER_CGROUP).max(1024);
+        }
+        Ok(())
+    }
+
+    /// Warnings for counts this kernel cannot make as designed.
+    pub fn warnings(&self) -> Vec<String> {
+        match self.socket_owner {
+            SocketOwner::PodOnly => vec![
+                "this kernel lets neither sockops programs read the current cgroup (Linux 6.4) \
+                 nor cgroup/sock_create programs read socket cookies: TCP opens and retransmits \
+                 are counted per pod, and per container they are unknown (null)"
+                    .to_string(),
+            ],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Socket-cookie owner entries per registered cgroup (only where [`SocketOwner::SocketCookie`]).
+const SOCKETS_PER_CGROUP: u32 = 16;
 
 impl Tracker {
     /// Loads the embedded object with maps sized for `max_pods`.
@@ -118,15 +189,23 @@ impl Tracker {
             ObjectSpec::parse(BPF_OBJECT).context("parsing podnet's embedded BPF object")?;
         let capacity = max_pods.saturating_mul(CGROUPS_PER_POD);
         spec.map_mut("counters")?.max_entries = capacity;
+        let variant = KernelVariant::probe()?;
+        variant.apply(&mut spec, capacity)?;
         let object =
             Object::load(&spec).context("loading podnet's BPF programs into the kernel")?;
-        info!("loaded BPF object: counters map for {capacity} cgroups");
+        info!("loaded BPF object: counters map for {capacity} cgroups, {variant:?}");
         Ok(Tracker {
             object,
             tracepoint_links: Vec::new(),
             followed: HashMap::new(),
             capacity,
+            variant,
         })
+    }
+
+    /// What this kernel lets podnet's programs do, as probed at load.
+    pub fn variant(&self) -> &KernelVariant {
+        &self.variant
     }
 
     /// The loaded object: its programs and maps (for benchmarks and diagnostics).

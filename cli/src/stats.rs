@@ -289,7 +289,8 @@ fn report(
         now.at.duration_since(prev.at).as_secs_f64(),
     );
     doc.items = aggregate(&state.pods, &window, &gauges);
-    doc.warnings = state.warnings.clone();
+    doc.warnings = tracker.variant().warnings();
+    doc.warnings.extend(state.warnings.iter().cloned());
     doc.warnings.extend(tracker.miss_warnings(base, now));
     doc
 }

@@ -35,6 +35,7 @@ mod error;
 mod fs;
 mod map;
 mod object;
+pub mod probe;
 mod program;
 mod reloc;
 mod sys;
