@@ -6,7 +6,7 @@ FUZZ_SECONDS ?= 60
 # cargo may live in the invoking user's home when run under sudo.
 export PATH := $(PATH):$(HOME)/.cargo/bin:/root/.cargo/bin
 
-.PHONY: all deps build test test-unit test-privileged lint fmt fuzz demo bench test-kind mounts clean help
+.PHONY: all deps build test test-kernels test-unit test-privileged lint fmt fuzz demo bench test-kind mounts clean help
 
 all: build
 
@@ -14,6 +14,8 @@ help:
 	@echo "make deps        install what podnet needs to build and test (Debian/Ubuntu, as root)"
 	@echo "make build       release build of the podnet binary (target/release/podnet)"
 	@echo "make test        unit and privileged integration tests on the real kernel (as root)"
+	@echo "make test-kernels the same tests inside Debian's 5.10, 6.1 and 6.12 kernels (qemu) and the"
+	@echo "                 running kernel (as root; KERNELS=\"5.10 6.1\" picks some)"
 	@echo "make demo        sandbox pods with traffic, served by a stub API server, watched by podnet (as root;"
 	@echo "                 DEMO_ARGS=--keep leaves the sandbox up to explore by hand)"
 	@echo "make lint        rustfmt check and clippy -D warnings"
@@ -47,6 +49,11 @@ mounts:
 test: deps mounts
 	$(CARGO) build --locked --workspace --bins
 	$(CARGO) test --locked --workspace -- --test-threads=2
+
+# The privileged suite inside each kernel of the matrix, booted under qemu (scripts/test-kernels.sh).
+KERNELS ?=
+test-kernels: deps mounts
+	scripts/test-kernels.sh $(KERNELS)
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -207,45 +207,41 @@ import os, re, sys
 results, listfile, kernels = sys.argv[1], sys.argv[2], sys.argv[3:]
 names = [l.split()[0] for l in open(listfile) if l.strip()]
 bad = False
-rows = []
+releases, cells, failures = [], {}, []
 for k in kernels:
     d = os.path.join(results, k)
     try:
-        release = open(os.path.join(d, "uname")).read().strip()
+        releases.append(open(os.path.join(d, "uname")).read().strip())
     except OSError:
-        release = "did not boot"
+        releases.append("did not boot")
         bad = True
-    cells = []
     for n in names:
         log, rcf = os.path.join(d, n + ".log"), os.path.join(d, n + ".rc")
         if not os.path.exists(rcf):
-            cells.append("not run")
+            cells[k, n] = "not run"
             bad = True
             continue
-        rc, secs = open(rcf).read().split()
+        rc = open(rcf).read().split()[0]
         text = open(log, errors="replace").read()
-        p = f = i = 0
-        for m in re.finditer(r"test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored", text):
-            p, f, i = p + int(m[1]), f + int(m[2]), i + int(m[3])
+        p = f = 0
+        for m in re.finditer(r"test result: \w+\. (\d+) passed; (\d+) failed", text):
+            p, f = p + int(m[1]), f + int(m[2])
         skips = len(re.findall(r"^SKIP ", text, re.M))
         cell = f"{p}/{f}/{skips}"
-        if rc != "0" or f or skips:
+        if rc != "0" or f or skips or not re.search("test result:", text):
             bad = True
-            cell += " FAIL" if rc != "0" or f else " SKIP"
-        cells.append(cell)
-    rows.append([k, release] + cells)
-head = ["kernel", "release"] + names
-widths = [max(len(str(r[c])) for r in rows + [head]) for c in range(len(head))]
-print("\npass/fail/skip per test binary:")
-for r in [head] + rows:
-    print("  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip())
-for k in kernels:
-    for n in names:
-        log = os.path.join(results, k, n + ".log")
-        if os.path.exists(log):
-            fails = re.findall(r"^---- (\S+) stdout ----", open(log, errors="replace").read(), re.M)
-            if fails:
-                print(f"\n{k} {n}: failed: {', '.join(fails)} (log: {log})")
+            cell += " FAIL"
+            failures.append((k, n, re.findall(r"^---- (\S+) stdout ----", text, re.M), log))
+        cells[k, n] = cell
+head = ["test binary"] + [f"{k} ({r})" for k, r in zip(kernels, releases)]
+rows = [[n] + [cells.get((k, n), "not run") for k in kernels] for n in names]
+widths = [max(len(r[c]) for r in rows + [head]) for c in range(len(head))]
+print("\npassed/failed/skipped, per test binary and kernel:\n")
+for r in [head, ["-" * w for w in widths]] + rows:
+    print("| " + " | ".join(x.ljust(w) for x, w in zip(r, widths)) + " |")
+for k, n, tests, log in failures:
+    print(f"\n{k} {n} failed: {', '.join(tests) or 'see the log'} ({log})")
+print("\ntest-kernels: " + ("FAILED" if bad else "every kernel passed"))
 sys.exit(1 if bad else 0)
 EOF
 exit $failed

@@ -129,6 +129,9 @@ pub enum SocketOwner {
 pub struct KernelVariant {
     /// How TCP sockets are attributed in sockops.
     pub socket_owner: SocketOwner,
+    /// The counters map must be preallocated: the file-open tracepoints use it, and this kernel
+    /// lets tracing programs use only preallocated hash maps (before Linux 6.1).
+    pub preallocate_counters: bool,
 }
 
 impl KernelVariant {
@@ -140,20 +143,55 @@ impl KernelVariant {
             helper_available(&kind, helper)
                 .with_context(|| format!("probing the kernel for {helper:?} in {kind:?} programs"))
         };
-        let socket_owner = if probe(ProgramKind::SockOps, Helper::GetCurrentCgroupId)? {
-            SocketOwner::CurrentCgroup
-        } else if probe(ProgramKind::CgroupSockCreate, Helper::GetSocketCookie)? {
-            SocketOwner::SocketCookie
-        } else {
-            SocketOwner::PodOnly
+        // PODNET_SOCKET_OWNER=cookie|pod picks a fallback on a kernel that has more, so that the
+        // test suite runs the code older kernels run on any kernel. The probes still decide
+        // whether the fallback itself can load.
+        let forced = std::env::var("PODNET_SOCKET_OWNER").ok();
+        let socket_owner = match forced.as_deref() {
+            None | Some("") | Some("auto") => {
+                if probe(ProgramKind::SockOps, Helper::GetCurrentCgroupId)? {
+                    SocketOwner::CurrentCgroup
+                } else if probe(ProgramKind::CgroupSockCreate, Helper::GetSocketCookie)? {
+                    SocketOwner::SocketCookie
+                } else {
+                    SocketOwner::PodOnly
+                }
+            }
+            Some("cookie") if probe(ProgramKind::CgroupSockCreate, Helper::GetSocketCookie)? => {
+                SocketOwner::SocketCookie
+            }
+            Some("pod") => SocketOwner::PodOnly,
+            Some(other) => bail!(
+                "PODNET_SOCKET_OWNER={other}: expected auto, cookie or pod (cookie needs \
+                 bpf_get_socket_cookie in cgroup/sock_create programs, Linux 5.7)"
+            ),
         };
-        Ok(KernelVariant { socket_owner })
+        // Tracing programs refuse hash maps that allocate at run time before Linux 6.1; there the
+        // counters map is preallocated (memory for its whole capacity up front).
+        let counters = ObjectSpec::parse(BPF_OBJECT)
+            .context("parsing podnet's embedded BPF object")?
+            .map("counters")?
+            .clone();
+        let tracepoint = ProgramKind::Tracepoint {
+            category: "syscalls".into(),
+            event: "sys_enter_openat".into(),
+        };
+        let preallocate_counters =
+            !podnet_loader::probe::map_usable(&tracepoint, counters.map_type, counters.flags)
+                .context("probing whether tracepoint programs take run-time allocated maps")?;
+        Ok(KernelVariant {
+            socket_owner,
+            preallocate_counters,
+        })
     }
 
     /// Sets the `.rodata` constants and map sizes that select this variant in `spec`.
     fn apply(&self, spec: &mut ObjectSpec, capacity: u32) -> Result<()> {
         let current = self.socket_owner == SocketOwner::CurrentCgroup;
         let cookie = self.socket_owner == SocketOwner::SocketCookie;
+        if self.preallocate_counters {
+            spec.map_mut("counters")?.flags &= !BPF_F_NO_PREALLOC;
+        }
         spec.set_global("sockops_current_cgroup", &[current as u8])?;
         spec.set_global("sock_create_cookie", &[cookie as u8])?;
         if cookie {
@@ -178,6 +216,9 @@ impl KernelVariant {
         }
     }
 }
+
+/// `BPF_F_NO_PREALLOC`: a hash map that allocates its entries when they are inserted.
+const BPF_F_NO_PREALLOC: u32 = 1;
 
 /// Socket-cookie owner entries per registered cgroup (only where [`SocketOwner::SocketCookie`]).
 const SOCKETS_PER_CGROUP: u32 = 16;

@@ -98,15 +98,22 @@ pub enum Error {
         /// The OS error.
         source: io::Error,
     },
-    /// The verifier rejected a program; `log_tail` holds the last lines of its log.
-    #[error("the BPF verifier rejected program `{program}` ({source}); end of the verifier log:\n{log_tail}")]
+    /// The kernel refused a program: `reason` is the verifier's verdict (or, with no log, what
+    /// was tried and what the errno means), `log_tail` the last lines of its log, `log` all of it.
+    #[error("the kernel refused to load program `{program}`: {reason} ({source}){}", tail_block(log_tail, *truncated))]
     Verifier {
         /// Program name.
         program: String,
         /// The OS error of BPF_PROG_LOAD.
         source: io::Error,
+        /// The verdict: the line of the log that says why, first.
+        reason: String,
         /// Last lines (about 20) of the verifier log.
         log_tail: String,
+        /// The whole log as the kernel wrote it.
+        log: String,
+        /// The log filled the largest buffer tried, so its start is missing.
+        truncated: bool,
     },
     /// An update failed because the map has no room left (E2BIG/ENOSPC); for arrays, the index is
     /// at or past `max_entries`.
@@ -192,4 +199,16 @@ impl Error {
             source,
         }
     }
+}
+
+fn tail_block(tail: &str, truncated: bool) -> String {
+    if tail.is_empty() {
+        return String::new();
+    }
+    let cut = if truncated {
+        " (the log was cut: it filled the largest buffer)"
+    } else {
+        ""
+    };
+    format!("; end of the verifier log{cut}:\n{tail}")
 }

@@ -75,7 +75,7 @@ impl Map {
                 })
             }
         };
-        let fd = MapFd::create(&sys::MapCreate {
+        let attr = sys::MapCreate {
             map_type: spec.map_type,
             key_size: spec.key_size,
             value_size: spec.value_size,
@@ -83,8 +83,8 @@ impl Map {
             flags: spec.flags,
             name: &spec.name,
             btf,
-        })
-        .map_err(|e| {
+        };
+        let fd = sys::memlock_retry(|| MapFd::create(&attr)).map_err(|e| {
             Error::sys(
                 format!(
                     "create map `{}` (type {}, key {} B, value {} B, {} entries, flags {:#x})",

@@ -17,18 +17,11 @@ pub struct Object {
     programs: Vec<Program>,
 }
 
-/// Kernel release as (major, minor), from /proc/sys/kernel/osrelease.
-fn kernel_release() -> Option<(u32, u32)> {
-    let text = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
-    let mut parts = text.trim().split(['.', '-']);
-    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
-}
-
 fn load_btf(spec: &ObjectSpec) -> Result<OwnedFd> {
     let blob = spec.kernel_btf.as_ref().ok_or_else(|| {
         Error::Btf("the object's .BTF could not be prepared for the kernel".into())
     })?;
-    match sys::btf_load(blob, &mut []) {
+    match sys::memlock_retry(|| sys::btf_load(blob, &mut [])) {
         Ok(fd) => Ok(fd),
         Err(first) => {
             let mut log = vec![0u8; 1 << 20];
@@ -47,16 +40,9 @@ fn load_btf(spec: &ObjectSpec) -> Result<OwnedFd> {
 impl Object {
     /// Creates the spec's maps (writing and freezing data sections), then relocates and loads
     /// every program (BPF_PROG_LOAD). Loads the object's BTF only if a map needs it (socket
-    /// storage). On kernels before 5.11 RLIMIT_MEMLOCK is raised first. On error nothing stays
-    /// loaded.
+    /// storage). Where the kernel charges BPF memory to RLIMIT_MEMLOCK (before 5.11) and refuses
+    /// with EPERM, the limit is raised and the call repeated. On error nothing stays loaded.
     pub fn load(spec: &ObjectSpec) -> Result<Object> {
-        if kernel_release().is_some_and(|v| v < (5, 11)) {
-            if let Err(e) = sys::raise_memlock_limit() {
-                log::warn!(
-                    "could not raise RLIMIT_MEMLOCK ({e}); map creation may fail with EPERM"
-                );
-            }
-        }
         let btf = if spec.maps().iter().any(|m| m.needs_btf()) {
             Some(load_btf(spec)?)
         } else {

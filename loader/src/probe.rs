@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::{Mutex, OnceLock};
 
 use crate::elf::ProgramKind;
@@ -27,9 +28,29 @@ pub enum Helper {
     GetCurrentAncestorCgroupId = 123,
 }
 
-fn cache() -> &'static Mutex<HashMap<(u32, u32, Helper), bool>> {
-    static CACHE: OnceLock<Mutex<HashMap<(u32, u32, Helper), bool>>> = OnceLock::new();
-    CACHE.get_or_init(Default::default)
+/// One question asked of the kernel: a program type (and attach type) with a helper or a map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Question {
+    Helper(u32, u32, Helper),
+    Map(u32, u32, u32),
+}
+
+type Answers = Mutex<HashMap<Question, bool>>;
+
+/// The kernel's answer to `question`, asked once per process.
+fn cached(question: Question, ask: impl FnOnce() -> Result<bool>) -> Result<bool> {
+    static ANSWERS: OnceLock<Answers> = OnceLock::new();
+    let answers = ANSWERS.get_or_init(Default::default);
+    if let Some(&known) = answers.lock().expect("probe cache").get(&question) {
+        return Ok(known);
+    }
+    let answer = ask()?;
+    log::debug!("probe: {question:?}: {answer}");
+    answers
+        .lock()
+        .expect("probe cache")
+        .insert(question, answer);
+    Ok(answer)
 }
 
 /// The probe program: `call helper; r0 = 1; exit`. The verifier looks the helper up for the
@@ -60,41 +81,102 @@ fn probe_program(helper: Helper) -> [Insn; 3] {
     ]
 }
 
-/// Whether programs of `kind` may call `helper` on this kernel (cached). Errors only when the
-/// probe itself cannot run (no permission to load programs): a refusal is `Ok(false)`.
-pub fn helper_available(kind: &ProgramKind, helper: Helper) -> Result<bool> {
-    let key = (
-        kind.prog_type(),
-        kind.expected_attach_type().map_or(0, |t| t as u32),
-        helper,
-    );
-    if let Some(&known) = cache().lock().expect("probe cache").get(&key) {
-        return Ok(known);
-    }
-    let insns = probe_program(helper);
+/// Loads `insns` as a program of `kind`; `Ok(None)` when it loads, `Ok(Some(log))` when the
+/// kernel refuses it, `Err` only for EPERM (the probe cannot answer without privileges).
+fn try_load(kind: &ProgramKind, insns: &[Insn], what: &str) -> Result<Option<String>> {
     let license = CString::new("GPL").expect("no NUL");
     let attr = sys::ProgLoad {
-        prog_type: key.0,
-        expected_attach_type: key.1,
-        insns: &insns,
+        prog_type: kind.prog_type(),
+        expected_attach_type: kind.expected_attach_type().map_or(0, |t| t as u32),
+        insns,
         license: &license,
         name: "podnet_probe",
     };
     let mut log = vec![0u8; 4096];
-    let available = match sys::prog_load(&attr, Some((&mut log, 1))) {
-        Ok(_fd) => true,
+    match sys::memlock_retry(|| sys::prog_load(&attr, Some((&mut log, 1)))) {
+        Ok(_fd) => Ok(None),
         Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM)) => {
-            return Err(Error::sys(format!("probe for helper {helper:?}"), e));
+            Err(Error::sys(format!("probe for {what}"), e))
         }
         Err(e) => {
             let text = crate::program::log_tail(&log, 5);
-            // The helper exists for the type when the verifier got past looking it up.
-            let refused = text.contains("unknown func") || text.contains("invalid func");
-            log::debug!("probe {helper:?} in {kind:?}: {e}: {text}");
-            !refused
+            log::debug!("probe {what} in {kind:?}: {e}: {text}");
+            Ok(Some(text))
         }
-    };
-    log::debug!("probe: {helper:?} in {kind:?}: available = {available}");
-    cache().lock().expect("probe cache").insert(key, available);
-    Ok(available)
+    }
+}
+
+/// Whether programs of `kind` may use a map of `map_type` created with `flags` (cached). Before
+/// Linux 6.1, tracing programs refuse hash maps made with `BPF_F_NO_PREALLOC`.
+pub fn map_usable(kind: &ProgramKind, map_type: u32, flags: u32) -> Result<bool> {
+    let question = Question::Map(kind.prog_type(), map_type, flags);
+    cached(question, || {
+        let what = format!("map type {map_type} with flags {flags:#x}");
+        let map = sys::memlock_retry(|| {
+            sys::MapFd::create(&sys::MapCreate {
+                map_type,
+                key_size: 8,
+                value_size: 8,
+                max_entries: 1,
+                flags,
+                name: "podnet_probe",
+                btf: None,
+            })
+        })
+        .map_err(|e| Error::sys(format!("create a map for the probe of {what}"), e))?;
+        Ok(try_load(kind, &map_reference_program(map.as_fd().as_raw_fd()), &what)?.is_none())
+    })
+}
+
+/// `r1 = map; r0 = 0; exit`: the kernel checks a map against the program type when the program
+/// references it.
+fn map_reference_program(map_fd: i32) -> [Insn; 4] {
+    [
+        // BPF_LD | BPF_IMM | BPF_DW with src = BPF_PSEUDO_MAP_FD: r1 = map (two slots)
+        Insn {
+            code: 0x18,
+            regs: 0x11,
+            off: 0,
+            imm: map_fd,
+        },
+        Insn {
+            code: 0,
+            regs: 0,
+            off: 0,
+            imm: 0,
+        },
+        // BPF_ALU64 | BPF_MOV | BPF_K: r0 = 0
+        Insn {
+            code: 0xb7,
+            regs: 0,
+            off: 0,
+            imm: 0,
+        },
+        // BPF_JMP | BPF_EXIT
+        Insn {
+            code: 0x95,
+            regs: 0,
+            off: 0,
+            imm: 0,
+        },
+    ]
+}
+
+/// Whether programs of `kind` may call `helper` on this kernel (cached). Errors only when the
+/// probe itself cannot run (no permission to load programs): a refusal is `Ok(false)`.
+pub fn helper_available(kind: &ProgramKind, helper: Helper) -> Result<bool> {
+    let question = Question::Helper(
+        kind.prog_type(),
+        kind.expected_attach_type().map_or(0, |t| t as u32),
+        helper,
+    );
+    cached(question, || {
+        Ok(
+            match try_load(kind, &probe_program(helper), &format!("{helper:?}"))? {
+                None => true,
+                // The helper exists for the type when the verifier got past looking it up.
+                Some(log) => !(log.contains("unknown func") || log.contains("invalid func")),
+            },
+        )
+    })
 }

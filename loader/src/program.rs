@@ -27,12 +27,82 @@ pub struct Program {
     fd: OwnedFd,
 }
 
+/// The text of a verifier log (NUL-terminated in its buffer).
+fn log_text(buf: &[u8]) -> String {
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
 /// The last `n` non-empty lines of a verifier log (NUL-terminated in its buffer).
 pub(crate) fn log_tail(buf: &[u8], n: usize) -> String {
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    let text = String::from_utf8_lossy(&buf[..end]);
+    let text = log_text(buf);
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Is this log line part of the verifier's dump (an instruction, register state, a source
+/// comment, the statistics at the end) rather than a verdict?
+fn is_dump_line(line: &str) -> bool {
+    let l = line.trim();
+    let numbered = l
+        .split_once(':')
+        .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    numbered
+        || l.starts_with(';')
+        || is_register_state(l)
+        || l.starts_with("frame")
+        || l.starts_with("from ")
+        || l.starts_with("processed ")
+        || l.starts_with("verification time")
+        || l.starts_with("stack depth")
+        || l.starts_with("mark_precise")
+        || l.starts_with("last_idx")
+        || l.starts_with("regs=")
+        || l.starts_with("parent ")
+        || l.starts_with("func#")
+        || l.starts_with("propagating")
+        || l.starts_with("Validating ")
+}
+
+/// `R1=ctx(...)`, `R6_w=...`: a register's state (`R0 invalid mem access` is a verdict).
+fn is_register_state(l: &str) -> bool {
+    let Some(rest) = l.strip_prefix('R') else {
+        return false;
+    };
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    digits > 0 && matches!(rest.as_bytes().get(digits), Some(b'=') | Some(b'_'))
+}
+
+/// The verifier's verdict in its log: the last line that is not part of the dump (for
+/// `unknown func bpf_get_current_cgroup_id#80` that is the line before "processed N insns").
+pub(crate) fn log_reason(log: &str) -> Option<String> {
+    log.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !is_dump_line(l))
+        .map(str::to_string)
+}
+
+/// What an errno from BPF_PROG_LOAD means, for a load that left no log to explain it.
+fn prog_load_errno_meaning(errno: Option<i32>) -> &'static str {
+    match errno {
+        Some(libc::EINVAL) => {
+            "EINVAL from BPF_PROG_LOAD: this kernel does not know the program type, attach type, \
+             an instruction or an attribute (a kernel older than the program needs), or the \
+             program is malformed"
+        }
+        Some(libc::EACCES) => "EACCES from BPF_PROG_LOAD: the verifier judged the program unsafe",
+        Some(libc::E2BIG) => {
+            "E2BIG from BPF_PROG_LOAD: the program has more instructions than this kernel allows, \
+             or the kernel is older than the attribute layout"
+        }
+        Some(libc::ENOMEM) => {
+            "ENOMEM from BPF_PROG_LOAD: out of memory, or RLIMIT_MEMLOCK too low on kernels \
+             before 5.11 (`ulimit -l unlimited`)"
+        }
+        Some(libc::EFAULT) => "EFAULT from BPF_PROG_LOAD: the loader passed a bad pointer",
+        _ => "the kernel gave no reason",
+    }
 }
 
 impl Program {
@@ -55,7 +125,7 @@ impl Program {
             kind: spec.kind.clone(),
             fd,
         };
-        let first = match sys::prog_load(&attr, None) {
+        let first = match sys::memlock_retry(|| sys::prog_load(&attr, None)) {
             Ok(fd) => return Ok(program(fd)),
             Err(e) => e,
         };
@@ -69,19 +139,27 @@ impl Program {
                 Ok(fd) => return Ok(program(fd)),
                 Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && size < LOG_MAX => size *= 4,
                 Err(e) => {
-                    let e = if e.raw_os_error() == Some(libc::ENOSPC) {
-                        first
-                    } else {
-                        e
-                    };
+                    let truncated = e.raw_os_error() == Some(libc::ENOSPC);
+                    let e = if truncated { first } else { e };
+                    let text = log_text(&log);
                     let tail = log_tail(&log, LOG_TAIL_LINES);
                     if matches!(e.raw_os_error(), Some(libc::EACCES)) && tail.is_empty() {
                         return Err(Error::sys(format!("load program `{}`", spec.name), e));
                     }
+                    let reason = log_reason(&text).unwrap_or_else(|| {
+                        format!(
+                            "{}; the kernel wrote no verifier log (asked at log level 1 with a \
+                             {size}-byte buffer)",
+                            prog_load_errno_meaning(e.raw_os_error())
+                        )
+                    });
                     return Err(Error::Verifier {
                         program: spec.name.clone(),
                         source: e,
+                        reason,
                         log_tail: tail,
+                        log: text,
+                        truncated,
                     });
                 }
             }
@@ -324,5 +402,34 @@ mod tests {
         assert_eq!(tail.lines().count(), 20);
         assert!(tail.starts_with("line 10\n") && tail.ends_with("line 29"));
         assert_eq!(log_tail(b"\0", 20), "");
+    }
+
+    #[test]
+    fn log_reason_finds_the_verdict_above_the_statistics() {
+        // As Linux 6.1 writes it for a helper sockops may not call there.
+        let log = "0: R1=ctx(off=0,imm=0) R10=fp0
+0: (bf) r6 = r1                       ; R1=ctx(off=0,imm=0) R6_w=ctx(off=0,imm=0)
+1: (61) r1 = *(u32 *)(r6 +0)          ; R1_w=scalar(umax=4294967295,var_off=(0x0; 0xffffffff))
+3: (15) if r1 == 0x3 goto pc+45 49: R1_w=3 R6_w=ctx(off=0,imm=0) R10=fp0
+49: (85) call bpf_get_current_cgroup_id#80
+unknown func bpf_get_current_cgroup_id#80
+processed 16 insns (limit 1000000) max_states_per_insn 0 total_states 1 peak_states 1 mark_read 1
+";
+        assert_eq!(
+            log_reason(log).as_deref(),
+            Some("unknown func bpf_get_current_cgroup_id#80")
+        );
+        // Linux 5.10 ends with the verdict and a statistics line without "(limit ...)".
+        let log = "; return *p;\n3: (61) r0 = *(u32 *)(r0 +0)\nR0 invalid mem access 'map_value_or_null'\nprocessed 4 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0\n";
+        assert_eq!(
+            log_reason(log).as_deref(),
+            Some("R0 invalid mem access 'map_value_or_null'")
+        );
+        // A structural error is the only line.
+        assert_eq!(
+            log_reason("back-edge from insn 5 to 2\n").as_deref(),
+            Some("back-edge from insn 5 to 2")
+        );
+        assert_eq!(log_reason("0: (95) exit\nprocessed 1 insns\n"), None);
     }
 }

@@ -12,9 +12,10 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use podnet_loader::probe::{helper_available, map_usable, Helper};
 use podnet_loader::{
     bpffs_dir, possible_cpus, query_cgroup_programs, AttachType, Error, LinkKind, Map, Object,
-    ObjectSpec, BPF_ANY, BPF_NOEXIST,
+    ObjectSpec, ProgramKind, BPF_ANY, BPF_NOEXIST,
 };
 use podnet_testing::sandbox::{cgroup_id, require_privileges, CgroupTree, NetNs, Veth, Workload};
 
@@ -247,10 +248,25 @@ fn verifier_rejection_carries_the_log_tail() {
         Error::Verifier {
             program,
             source,
+            reason,
             log_tail,
+            log,
+            truncated,
         } => {
             assert_eq!(program, "unchecked_lookup");
             assert_eq!(source.raw_os_error(), Some(libc::EACCES));
+            // The verdict leads the message, before the register dump.
+            assert!(
+                reason.contains("invalid mem access") && !reason.contains(": ("),
+                "reason: {reason}"
+            );
+            assert!(
+                shown.starts_with(&format!(
+                    "the kernel refused to load program `unchecked_lookup`: {reason}"
+                )),
+                "{shown}"
+            );
+            assert!(log.trim_end().ends_with(log_tail.lines().last().unwrap()) && !truncated);
             assert!(
                 log_tail.contains("invalid mem access"),
                 "log tail: {log_tail}"
@@ -588,7 +604,7 @@ fn podnet_object_loads_with_its_btf_maps() {
     if !require_privileges("podnet_object_loads_with_its_btf_maps") {
         return;
     }
-    let mut spec = ObjectSpec::parse(PODNET).unwrap();
+    let mut spec = podnet_spec_for_this_kernel();
     spec.map_mut("counters").unwrap().max_entries = 333;
     let obj = Object::load(&spec).unwrap();
     assert_eq!(obj.map("counters").unwrap().max_entries(), 333);
@@ -633,4 +649,85 @@ fn podnet_object_loads_with_its_btf_maps() {
     let attach_pod = obj.map("attach_pod").unwrap();
     attach_pod.update(&id, &id, BPF_ANY).unwrap();
     assert_eq!(attach_pod.lookup(&id).unwrap(), Some(id.to_vec()));
+}
+
+#[test]
+fn probes_answer_what_every_supported_kernel_has_and_lacks() {
+    if !require_privileges("probes_answer_what_every_supported_kernel_has_and_lacks") {
+        return;
+    }
+    let tracepoint = open_tracepoint();
+    // Callable from tracepoints since 4.18 and from cgroup/sock programs since 5.7: true on
+    // every kernel podnet supports.
+    assert!(helper_available(&tracepoint, Helper::GetCurrentCgroupId).unwrap());
+    assert!(helper_available(&ProgramKind::CgroupSockCreate, Helper::GetCurrentCgroupId).unwrap());
+    // sockops gained it in Linux 6.4 (the release notes are the oracle here, not the probe).
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut v = release
+        .trim()
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let version = (v.next().unwrap(), v.next().unwrap());
+    assert_eq!(
+        helper_available(&ProgramKind::SockOps, Helper::GetCurrentCgroupId).unwrap(),
+        version >= (6, 4),
+        "sockops and bpf_get_current_cgroup_id on {}",
+        release.trim()
+    );
+    // A preallocated per-CPU hash (BPF_MAP_TYPE_PERCPU_HASH, flags 0) suits tracepoints everywhere.
+    assert!(map_usable(&tracepoint, 5, 0).unwrap());
+    // The answers agree with a real load: the variant chosen from the probes loads...
+    let mut spec = podnet_spec_for_this_kernel();
+    Object::load(&spec).expect("the probed variant loads");
+    // ...and the variant a probe refused would not have.
+    if !helper_available(&ProgramKind::SockOps, Helper::GetCurrentCgroupId).unwrap() {
+        spec.set_global("sockops_current_cgroup", &[1]).unwrap();
+        match Object::load(&spec) {
+            Err(Error::Verifier {
+                program, reason, ..
+            }) => {
+                assert_eq!(program, "podnet_sockops");
+                assert!(
+                    reason.starts_with("unknown func bpf_get_current_cgroup_id"),
+                    "{reason}"
+                );
+            }
+            other => panic!("expected the verifier to refuse the 6.4 sockops variant: {other:?}"),
+        }
+    }
+    if !map_usable(&tracepoint, 5, 1).unwrap() {
+        let mut spec = podnet_spec_for_this_kernel();
+        spec.map_mut("counters").unwrap().flags |= 1;
+        match Object::load(&spec) {
+            Err(Error::Verifier {
+                program, reason, ..
+            }) => {
+                assert_eq!(program, "podnet_open_enter");
+                assert!(reason.contains("preallocated"), "{reason}");
+            }
+            other => panic!("expected tracepoints to refuse a run-time allocated map: {other:?}"),
+        }
+    }
+}
+
+fn open_tracepoint() -> ProgramKind {
+    ProgramKind::Tracepoint {
+        category: "syscalls".into(),
+        event: "sys_enter_openat".into(),
+    }
+}
+
+/// podnet's object with the variant this kernel loads, chosen from the probes as podnet does:
+/// the 6.4 sockops variant where sockops may read the current cgroup, and a preallocated
+/// counters map where tracepoints refuse one that allocates at run time.
+fn podnet_spec_for_this_kernel() -> ObjectSpec {
+    let mut spec = ObjectSpec::parse(PODNET).unwrap();
+    let sockops_cgroup =
+        helper_available(&ProgramKind::SockOps, Helper::GetCurrentCgroupId).unwrap();
+    spec.set_global("sockops_current_cgroup", &[sockops_cgroup as u8])
+        .unwrap();
+    if !map_usable(&open_tracepoint(), 5, 1).unwrap() {
+        spec.map_mut("counters").unwrap().flags &= !1;
+    }
+    spec
 }

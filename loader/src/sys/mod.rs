@@ -666,6 +666,19 @@ pub(crate) fn raise_memlock_limit() -> io::Result<()> {
     Ok(())
 }
 
+/// Runs `op`; on EPERM, which kernels before 5.11 also answer when RLIMIT_MEMLOCK is used up
+/// (they charge BPF maps and programs to it; 5.11 and later charge the memory cgroup), raises
+/// the limit and runs it once more. Asking the kernel this way needs no version check.
+pub(crate) fn memlock_retry<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    match op() {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => match raise_memlock_limit() {
+            Ok(()) => op(),
+            Err(_) => Err(e),
+        },
+        other => other,
+    }
+}
+
 /// Is the effective user root?
 pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
