@@ -60,10 +60,13 @@ struct {
  * TCP socket's owner is the one sock_create recorded under the socket's cookie (below), else the
  * pod the program is attached to.
  * sock_create_cookie: cgroup/sock_create may call bpf_get_socket_cookie, so it records owners.
- * Both default to off: the object as compiled loads on every supported kernel.
+ * All default to off: the object as compiled loads on every supported kernel.
  */
 const volatile __u8 sockops_current_cgroup = 0;
 const volatile __u8 sock_create_cookie = 0;
+/* Tracepoint programs may call bpf_get_current_ancestor_cgroup_id (not on 5.10): without it, an
+ * open is counted only when the task's own cgroup is registered. */
+const volatile __u8 tracepoint_ancestors = 0;
 
 /*
  * Owner (deepest registered cgroup of the creating task) of sockets created in tracked cgroups,
@@ -98,8 +101,12 @@ static __always_inline void count_miss(void)
 		__sync_fetch_and_add(&m->untracked_events, 1);
 }
 
-/* The counters of the deepest registered cgroup on the current task's path, or NULL. */
-static __always_inline struct podnet_counters *current_counters(__u64 *owner)
+/*
+ * The counters of the deepest registered cgroup on the current task's path, or NULL. With
+ * `ancestors` false only the task's own cgroup is looked up (for program types that cannot call
+ * bpf_get_current_ancestor_cgroup_id on this kernel; the constant drops the walk).
+ */
+static __always_inline struct podnet_counters *current_counters_walk(__u64 *owner, int ancestors)
 {
 	__u64 id = bpf_get_current_cgroup_id();
 	struct podnet_counters *hit = bpf_map_lookup_elem(&counters, &id);
@@ -108,6 +115,8 @@ static __always_inline struct podnet_counters *current_counters(__u64 *owner)
 		*owner = id;
 		return hit;
 	}
+	if (!ancestors)
+		return 0;
 	for (int level = 1; level < MAX_DEPTH; level++) {
 		__u64 up = bpf_get_current_ancestor_cgroup_id(level);
 		struct podnet_counters *c;
@@ -121,6 +130,12 @@ static __always_inline struct podnet_counters *current_counters(__u64 *owner)
 		}
 	}
 	return hit;
+}
+
+/* cgroup/sock programs can walk up the tree on every supported kernel (5.7). */
+static __always_inline struct podnet_counters *current_counters(__u64 *owner)
+{
+	return current_counters_walk(owner, 1);
 }
 
 /* The counters of the deepest registered cgroup on the path of the socket that owns skb. */
@@ -342,7 +357,7 @@ SEC("tracepoint/syscalls/sys_enter_openat")
 int podnet_open_enter(void *ctx)
 {
 	__u64 owner = 0;
-	struct podnet_counters *c = current_counters(&owner);
+	struct podnet_counters *c = current_counters_walk(&owner, tracepoint_ancestors);
 
 	if (c)
 		__sync_fetch_and_add(&c->file_opens, 1);
@@ -364,7 +379,7 @@ int podnet_open_exit(struct sys_exit_args *ctx)
 
 	if (ctx->ret >= 0)
 		return 0;
-	c = current_counters(&owner);
+	c = current_counters_walk(&owner, tracepoint_ancestors);
 	if (c)
 		__sync_fetch_and_add(&c->file_open_errors, 1);
 	return 0;

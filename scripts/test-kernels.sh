@@ -187,7 +187,7 @@ for k in "${kernels[@]}"; do
         echo "test-kernels: booting $(basename "$vmlinuz") under qemu (TCG)"
         # TCG: this VM's KVM cannot run stock kernels. vng's own exit code and stdout say nothing
         # about the tests (results are files in $out); its console goes to vng.log.
-        timeout --kill-after=30 "$timeout_s" vng --disable-kvm --run "$vmlinuz" --memory "$memory" \
+        timeout --kill-after=30 "$timeout_s" vng --verbose --disable-kvm --run "$vmlinuz" --memory "$memory" \
             --cpus "$cpus" --rwdir "$out" \
             --exec "$guest $out $list" >"$out/vng.log" 2>&1 </dev/null || true
     fi

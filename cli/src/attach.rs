@@ -118,10 +118,8 @@ pub struct Tracker {
 pub enum SocketOwner {
     /// sockops asks for the current task's cgroup (Linux 6.4 and later).
     CurrentCgroup,
-    /// sock_create records each socket's owner under its cookie; sockops looks it up.
+    /// sock_create records each socket's owner under its cookie; sockops looks it up (5.7).
     SocketCookie,
-    /// Neither: TCP events are charged to the pod the socket belongs to, not its container.
-    PodOnly,
 }
 
 /// The program variants this kernel can load.
@@ -129,49 +127,48 @@ pub enum SocketOwner {
 pub struct KernelVariant {
     /// How TCP sockets are attributed in sockops.
     pub socket_owner: SocketOwner,
+    /// The file-open tracepoints can walk up the cgroup tree to the deepest registered cgroup
+    /// (`bpf_get_current_ancestor_cgroup_id` in tracing programs; not on 5.10).
+    pub tracepoint_ancestors: bool,
     /// The counters map must be preallocated: the file-open tracepoints use it, and this kernel
     /// lets tracing programs use only preallocated hash maps (before Linux 6.1).
     pub preallocate_counters: bool,
 }
 
 impl KernelVariant {
-    /// Probes the kernel by loading tiny programs (cached for the process).
-    pub fn probe() -> Result<KernelVariant> {
+    /// Probes the kernel by loading tiny programs (cached for the process) for what `spec`'s
+    /// programs need.
+    pub fn probe(spec: &ObjectSpec) -> Result<KernelVariant> {
         use podnet_loader::probe::{helper_available, Helper};
         use podnet_loader::ProgramKind;
         let probe = |kind: ProgramKind, helper: Helper| {
             helper_available(&kind, helper)
                 .with_context(|| format!("probing the kernel for {helper:?} in {kind:?} programs"))
         };
-        // PODNET_SOCKET_OWNER=cookie|pod picks a fallback on a kernel that has more, so that the
-        // test suite runs the code older kernels run on any kernel. The probes still decide
-        // whether the fallback itself can load.
-        let forced = std::env::var("PODNET_SOCKET_OWNER").ok();
-        let socket_owner = match forced.as_deref() {
-            None | Some("") | Some("auto") => {
-                if probe(ProgramKind::SockOps, Helper::GetCurrentCgroupId)? {
-                    SocketOwner::CurrentCgroup
-                } else if probe(ProgramKind::CgroupSockCreate, Helper::GetSocketCookie)? {
-                    SocketOwner::SocketCookie
-                } else {
-                    SocketOwner::PodOnly
-                }
+        // PODNET_SOCKET_OWNER=cookie picks the fallback on a kernel that has more, so that the
+        // test suite runs the code older kernels run on any kernel.
+        let socket_owner = match std::env::var("PODNET_SOCKET_OWNER").as_deref() {
+            Err(_) | Ok("") | Ok("auto")
+                if probe(ProgramKind::SockOps, Helper::GetCurrentCgroupId)? =>
+            {
+                SocketOwner::CurrentCgroup
             }
-            Some("cookie") if probe(ProgramKind::CgroupSockCreate, Helper::GetSocketCookie)? => {
+            Err(_) | Ok("") | Ok("auto") | Ok("cookie") => {
+                if !probe(ProgramKind::CgroupSockCreate, Helper::GetSocketCookie)? {
+                    // Every kernel with cgroup BPF links (5.7) has it: this one is older.
+                    bail!(
+                        "this kernel lets cgroup/sock_create programs read neither the socket \
+                         cookie nor (in sockops) the current cgroup: podnet needs Linux 5.10 or \
+                         later"
+                    );
+                }
                 SocketOwner::SocketCookie
             }
-            Some("pod") => SocketOwner::PodOnly,
-            Some(other) => bail!(
-                "PODNET_SOCKET_OWNER={other}: expected auto, cookie or pod (cookie needs \
-                 bpf_get_socket_cookie in cgroup/sock_create programs, Linux 5.7)"
-            ),
+            Ok(other) => bail!("PODNET_SOCKET_OWNER={other}: expected auto or cookie"),
         };
-        // Tracing programs refuse hash maps that allocate at run time before Linux 6.1; there the
+        // Tracing programs refuse hash maps that allocate at run time before Linux 6.1: there the
         // counters map is preallocated (memory for its whole capacity up front).
-        let counters = ObjectSpec::parse(BPF_OBJECT)
-            .context("parsing podnet's embedded BPF object")?
-            .map("counters")?
-            .clone();
+        let counters = spec.map("counters")?;
         let tracepoint = ProgramKind::Tracepoint {
             category: "syscalls".into(),
             event: "sys_enter_openat".into(),
@@ -179,8 +176,10 @@ impl KernelVariant {
         let preallocate_counters =
             !podnet_loader::probe::map_usable(&tracepoint, counters.map_type, counters.flags)
                 .context("probing whether tracepoint programs take run-time allocated maps")?;
+        let tracepoint_ancestors = probe(tracepoint.clone(), Helper::GetCurrentAncestorCgroupId)?;
         Ok(KernelVariant {
             socket_owner,
+            tracepoint_ancestors,
             preallocate_counters,
         })
     }
@@ -193,6 +192,7 @@ impl KernelVariant {
             spec.map_mut("counters")?.flags &= !BPF_F_NO_PREALLOC;
         }
         spec.set_global("sockops_current_cgroup", &[current as u8])?;
+        spec.set_global("tracepoint_ancestors", &[self.tracepoint_ancestors as u8])?;
         spec.set_global("sock_create_cookie", &[cookie as u8])?;
         if cookie {
             // One entry per open socket of the tracked pods; an evicted one costs only
@@ -202,20 +202,25 @@ impl KernelVariant {
         }
         Ok(())
     }
+}
 
-    /// Warnings for counts this kernel cannot make as designed.
+impl KernelVariant {
+    /// What this kernel keeps podnet from counting as designed, for `warnings`.
     pub fn warnings(&self) -> Vec<String> {
-        match self.socket_owner {
-            SocketOwner::PodOnly => vec![
-                "this kernel lets neither sockops programs read the current cgroup (Linux 6.4) \
-                 nor cgroup/sock_create programs read socket cookies: TCP opens and retransmits \
-                 are counted per pod, and per container they are unknown (null)"
-                    .to_string(),
-            ],
-            _ => Vec::new(),
+        let mut w = Vec::new();
+        if !self.tracepoint_ancestors {
+            w.push(format!(
+                "{UNREGISTERED_OPENS_WARNING}: this kernel's tracepoint programs cannot walk up \
+                 the cgroup tree (bpf_get_current_ancestor_cgroup_id)"
+            ));
         }
+        w
     }
 }
+
+/// The start of the warning for opens that a kernel without tracepoint ancestor walks misses.
+pub const UNREGISTERED_OPENS_WARNING: &str = "file opens of processes in cgroups below a pod that \
+     podnet has not registered (a container started after podnet attached) are not counted";
 
 /// `BPF_F_NO_PREALLOC`: a hash map that allocates its entries when they are inserted.
 const BPF_F_NO_PREALLOC: u32 = 1;
@@ -230,7 +235,7 @@ impl Tracker {
             ObjectSpec::parse(BPF_OBJECT).context("parsing podnet's embedded BPF object")?;
         let capacity = max_pods.saturating_mul(CGROUPS_PER_POD);
         spec.map_mut("counters")?.max_entries = capacity;
-        let variant = KernelVariant::probe()?;
+        let variant = KernelVariant::probe(&spec)?;
         variant.apply(&mut spec, capacity)?;
         let object =
             Object::load(&spec).context("loading podnet's BPF programs into the kernel")?;

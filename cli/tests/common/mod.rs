@@ -67,6 +67,11 @@ impl Cluster {
     pub fn podnet(&self, args: &[&str]) -> Podnet {
         Podnet::start(self.kubeconfig.path(), args)
     }
+
+    /// Like [`Cluster::podnet`], with extra environment variables.
+    pub fn podnet_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Podnet {
+        Podnet::start_with_env(self.kubeconfig.path(), args, env)
+    }
 }
 
 /// A running `podnet` process with its output collected.
@@ -82,6 +87,10 @@ pub fn podnet_bin() -> PathBuf {
 
 impl Podnet {
     pub fn start(kubeconfig: &Path, args: &[&str]) -> Podnet {
+        Podnet::start_with_env(kubeconfig, args, &[])
+    }
+
+    pub fn start_with_env(kubeconfig: &Path, args: &[&str], env: &[(&str, &str)]) -> Podnet {
         let mut child = Command::new(podnet_bin())
             .arg("stats")
             .arg("--kubeconfig")
@@ -90,6 +99,7 @@ impl Podnet {
             .arg(NODE)
             .args(args)
             .env("RUST_LOG", "debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
