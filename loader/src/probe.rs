@@ -106,8 +106,8 @@ fn try_load(kind: &ProgramKind, insns: &[Insn], what: &str) -> Result<Option<Str
     }
 }
 
-/// Whether programs of `kind` may use a map of `map_type` created with `flags` (cached). Before
-/// Linux 6.1, tracing programs refuse hash maps made with `BPF_F_NO_PREALLOC`.
+/// Whether programs of `kind` may use a map of `map_type` created with `flags` (cached). Tracing
+/// programs on PREEMPT_RT kernels refuse hash maps made with `BPF_F_NO_PREALLOC` (5.10 only warns).
 pub fn map_usable(kind: &ProgramKind, map_type: u32, flags: u32) -> Result<bool> {
     let question = Question::Map(kind.prog_type(), map_type, flags);
     cached(question, || {

@@ -83,6 +83,14 @@ pub(crate) fn log_reason(log: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The reason given for a refusal that came without a verifier log.
+fn no_log_reason(errno: Option<i32>, log_size: usize) -> String {
+    format!(
+        "{}; the kernel wrote no verifier log (asked at log level 1 with a {log_size}-byte buffer)",
+        prog_load_errno_meaning(errno)
+    )
+}
+
 /// What an errno from BPF_PROG_LOAD means, for a load that left no log to explain it.
 fn prog_load_errno_meaning(errno: Option<i32>) -> &'static str {
     match errno {
@@ -146,13 +154,8 @@ impl Program {
                     if matches!(e.raw_os_error(), Some(libc::EACCES)) && tail.is_empty() {
                         return Err(Error::sys(format!("load program `{}`", spec.name), e));
                     }
-                    let reason = log_reason(&text).unwrap_or_else(|| {
-                        format!(
-                            "{}; the kernel wrote no verifier log (asked at log level 1 with a \
-                             {size}-byte buffer)",
-                            prog_load_errno_meaning(e.raw_os_error())
-                        )
-                    });
+                    let reason =
+                        log_reason(&text).unwrap_or_else(|| no_log_reason(e.raw_os_error(), size));
                     return Err(Error::Verifier {
                         program: spec.name.clone(),
                         source: e,
@@ -402,6 +405,32 @@ mod tests {
         assert_eq!(tail.lines().count(), 20);
         assert!(tail.starts_with("line 10\n") && tail.ends_with("line 29"));
         assert_eq!(log_tail(b"\0", 20), "");
+    }
+
+    #[test]
+    fn a_refusal_without_a_log_says_what_was_tried_and_what_the_errno_means() {
+        let reason = no_log_reason(Some(libc::EINVAL), 65536);
+        assert!(
+            reason.starts_with(
+                "EINVAL from BPF_PROG_LOAD: this kernel does not know the program type"
+            ) && reason.ends_with("(asked at log level 1 with a 65536-byte buffer)"),
+            "{reason}"
+        );
+        assert!(no_log_reason(Some(libc::E2BIG), 1).starts_with("E2BIG from BPF_PROG_LOAD"));
+        let shown = Error::Verifier {
+            program: "p".into(),
+            source: std::io::Error::from_raw_os_error(libc::EINVAL),
+            reason,
+            log_tail: String::new(),
+            log: String::new(),
+            truncated: false,
+        }
+        .to_string();
+        assert!(
+            shown.starts_with("the kernel refused to load program `p`: EINVAL from BPF_PROG_LOAD")
+                && !shown.contains("end of the verifier log"),
+            "{shown}"
+        );
     }
 
     #[test]
