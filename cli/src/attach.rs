@@ -131,7 +131,7 @@ pub struct KernelVariant {
     /// (`bpf_get_current_ancestor_cgroup_id` in tracing programs; not on 5.10).
     pub tracepoint_ancestors: bool,
     /// The counters map must be preallocated: the file-open tracepoints use it, and this kernel
-    /// lets tracing programs use only preallocated hash maps (PREEMPT_RT kernels).
+    /// lets tracing programs use only preallocated hash maps safely (5.10, PREEMPT_RT kernels).
     pub preallocate_counters: bool,
 }
 
@@ -166,8 +166,9 @@ impl KernelVariant {
             }
             Ok(other) => bail!("PODNET_SOCKET_OWNER={other}: expected auto or cookie"),
         };
-        // Some kernels (PREEMPT_RT ones) refuse tracing programs hash maps that allocate at run
-        // time: there the counters map is preallocated (memory for its whole capacity up front).
+        // Tracing programs and hash maps that allocate at run time: 5.10 calls the pair unsafe
+        // (with a WARN in the kernel log), PREEMPT_RT kernels refuse it. There the counters map
+        // is preallocated (memory for its whole capacity up front).
         let counters = spec.map("counters")?;
         let tracepoint = ProgramKind::Tracepoint {
             category: "syscalls".into(),

@@ -81,9 +81,16 @@ fn probe_program(helper: Helper) -> [Insn; 3] {
     ]
 }
 
-/// Loads `insns` as a program of `kind`; `Ok(None)` when it loads, `Ok(Some(log))` when the
-/// kernel refuses it, `Err` only for EPERM (the probe cannot answer without privileges).
-fn try_load(kind: &ProgramKind, insns: &[Insn], what: &str) -> Result<Option<String>> {
+/// What the kernel said to a probe program.
+struct Answer {
+    loaded: bool,
+    /// The end of the verifier log (written on success too, at log level 1).
+    log: String,
+}
+
+/// Loads `insns` as a program of `kind`. `Err` only for EPERM: the probe cannot answer
+/// without privileges.
+fn try_load(kind: &ProgramKind, insns: &[Insn], what: &str) -> Result<Answer> {
     let license = CString::new("GPL").expect("no NUL");
     let attr = sys::ProgLoad {
         prog_type: kind.prog_type(),
@@ -93,21 +100,26 @@ fn try_load(kind: &ProgramKind, insns: &[Insn], what: &str) -> Result<Option<Str
         name: "podnet_probe",
     };
     let mut log = vec![0u8; 4096];
-    match sys::memlock_retry(|| sys::prog_load(&attr, Some((&mut log, 1)))) {
-        Ok(_fd) => Ok(None),
+    let loaded = match sys::memlock_retry(|| sys::prog_load(&attr, Some((&mut log, 1)))) {
+        Ok(_fd) => true,
         Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM)) => {
-            Err(Error::sys(format!("probe for {what}"), e))
+            return Err(Error::sys(format!("probe for {what}"), e));
         }
         Err(e) => {
-            let text = crate::program::log_tail(&log, 5);
-            log::debug!("probe {what} in {kind:?}: {e}: {text}");
-            Ok(Some(text))
+            log::debug!("probe {what} in {kind:?}: {e}");
+            false
         }
-    }
+    };
+    let log = crate::program::log_tail(&log, 5);
+    log::debug!("probe {what} in {kind:?}: loaded = {loaded}: {log}");
+    Ok(Answer { loaded, log })
 }
 
-/// Whether programs of `kind` may use a map of `map_type` created with `flags` (cached). Tracing
-/// programs on PREEMPT_RT kernels refuse hash maps made with `BPF_F_NO_PREALLOC` (5.10 only warns).
+/// Whether programs of `kind` may use a map of `map_type` created with `flags` (cached): the
+/// kernel loads a program referencing it and does not call the pair unsafe. Tracing programs
+/// with hash maps made with `BPF_F_NO_PREALLOC` are refused on PREEMPT_RT kernels and, on 5.10,
+/// accepted with "trace type programs with run-time allocated hash maps are unsafe" in the log
+/// and a WARN splat in the kernel log: both count as not usable.
 pub fn map_usable(kind: &ProgramKind, map_type: u32, flags: u32) -> Result<bool> {
     let question = Question::Map(kind.prog_type(), map_type, flags);
     cached(question, || {
@@ -124,7 +136,8 @@ pub fn map_usable(kind: &ProgramKind, map_type: u32, flags: u32) -> Result<bool>
             })
         })
         .map_err(|e| Error::sys(format!("create a map for the probe of {what}"), e))?;
-        Ok(try_load(kind, &map_reference_program(map.as_fd().as_raw_fd()), &what)?.is_none())
+        let answer = try_load(kind, &map_reference_program(map.as_fd().as_raw_fd()), &what)?;
+        Ok(answer.loaded && !answer.log.contains("unsafe"))
     })
 }
 
@@ -171,12 +184,9 @@ pub fn helper_available(kind: &ProgramKind, helper: Helper) -> Result<bool> {
         helper,
     );
     cached(question, || {
-        Ok(
-            match try_load(kind, &probe_program(helper), &format!("{helper:?}"))? {
-                None => true,
-                // The helper exists for the type when the verifier got past looking it up.
-                Some(log) => !(log.contains("unknown func") || log.contains("invalid func")),
-            },
-        )
+        let answer = try_load(kind, &probe_program(helper), &format!("{helper:?}"))?;
+        // The helper exists for the type when the verifier got past looking it up.
+        Ok(answer.loaded
+            || !(answer.log.contains("unknown func") || answer.log.contains("invalid func")))
     })
 }
