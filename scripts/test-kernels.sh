@@ -199,6 +199,13 @@ for k in "${kernels[@]}"; do
         echo "test-kernels: kernel $k did not finish the suite within ${timeout_s}s (see $out/vng.log)" >&2
         failed=1
     fi
+    # A WARN or BUG splat in the guest's kernel log is a failure even when every test passed:
+    # podnet must never make a user's kernel complain.
+    if [ -f "$out/vng.log" ] && grep -aqE 'WARNING: CPU:|BUG:|Oops:|Call Trace:' "$out/vng.log"; then
+        echo "test-kernels: kernel $k logged a warning or bug during the suite:" >&2
+        grep -aE -B2 -A3 'cut here|WARNING: CPU:|BUG:|Oops:' "$out/vng.log" | head -20 >&2
+        failed=1
+    fi
 done
 
 # --- report ----------------------------------------------------------------------------------
