@@ -33,17 +33,63 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Attach to this node's pods, sample, and print per-pod statistics.
+    #[command(after_help = stats::EXIT_STATUS_HELP)]
     Stats(StatsArgs),
 }
 
+/// The log filter when RUST_LOG is unset: podnet's own crates at `warn`, nothing from its
+/// dependencies (kube's client logs each failed request at ERROR, and podnet then explains the
+/// same failure in its own one-line message). RUST_LOG replaces all of it.
+const DEFAULT_LOG_FILTER: &str = "podnet=warn,podnet_loader=warn";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(DEFAULT_LOG_FILTER))
         .format_timestamp_millis()
         .init();
+    if stdout_at_start::was_closed() {
+        eprintln!(
+            "error: standard output is closed (`>&-`): podnet has nowhere to print its report; \
+             redirect it to a file, or to /dev/null to discard it"
+        );
+        return ExitCode::FAILURE;
+    }
     match cli.command {
         Command::Stats(args) => stats::main(args),
     }
+}
+
+/// Whether standard output was closed when podnet started (`podnet stats >&-`).
+///
+/// Rust's runtime opens /dev/null on any of descriptors 0-2 that is closed at start, before `main`
+/// runs, so every write to a closed stdout would then succeed and `--watch` would sample forever
+/// for nobody. So descriptor 1 is looked at before the runtime does, from `.init_array`: the
+/// dynamic loader and libc run those functions before they call the runtime's entry point.
+mod stdout_at_start {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static CLOSED: AtomicBool = AtomicBool::new(false);
+
+    pub fn was_closed() -> bool {
+        CLOSED.load(Ordering::Relaxed)
+    }
+
+    /// Duplicating descriptor 1 (above 2, close-on-exec, closed again at once) fails with EBADF
+    /// exactly when it is not open.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    extern "C" fn check() {
+        use std::os::fd::AsFd;
+        if let Err(e) = std::io::stdout().as_fd().try_clone_to_owned() {
+            if e.raw_os_error() == Some(libc::EBADF) {
+                CLOSED.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[used]
+    #[link_section = ".init_array"]
+    static CHECK: extern "C" fn() = check;
 }
 
 #[cfg(test)]
@@ -84,6 +130,45 @@ mod tests {
     #[test]
     fn namespace_and_all_namespaces_conflict() {
         assert!(Cli::try_parse_from(["podnet", "stats", "-n", "a", "-A"]).is_err());
+    }
+
+    #[test]
+    fn watch_iterations_must_be_at_least_1() {
+        let e =
+            Cli::try_parse_from(["podnet", "stats", "--watch", "--iterations", "0"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{e}");
+        assert!(e.to_string().contains("--iterations"), "{e}");
+        let cli = Cli::try_parse_from(["podnet", "stats", "--watch", "--iterations", "1"]).unwrap();
+        let Command::Stats(a) = cli.command;
+        assert_eq!(a.iterations, Some(1));
+    }
+
+    #[test]
+    fn stats_help_lists_the_exit_statuses() {
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("stats")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for needle in [
+            "Exit status:",
+            "  0 ",
+            "  1 ",
+            "  2 ",
+            "130",
+            "SIGINT",
+            "143",
+            "SIGTERM",
+            "EPIPE",
+        ] {
+            assert!(help.contains(needle), "{needle} not in:\n{help}");
+        }
+    }
+
+    #[test]
+    fn stdout_is_open_in_tests() {
+        assert!(!stdout_at_start::was_closed());
     }
 
     #[test]

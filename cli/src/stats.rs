@@ -31,8 +31,8 @@ pub struct StatsArgs {
     #[arg(short, long)]
     pub watch: bool,
 
-    /// With --watch, stop after this many intervals.
-    #[arg(long, value_name = "N", requires = "watch")]
+    /// With --watch, stop after this many intervals (at least 1).
+    #[arg(long, value_name = "N", requires = "watch", value_parser = clap::value_parser!(u64).range(1..))]
     pub iterations: Option<u64>,
 
     /// Output format: `table`, `wide` (more columns), or `json` (schema podnet/v1).
@@ -109,6 +109,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// The exit statuses of `podnet stats`, shown by `podnet stats --help`.
+pub const EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0    success; also when Ctrl-C ends --watch, and when the reader of standard output goes
+       away (EPIPE, as in `podnet stats --watch | head -1`): podnet detaches and ends quietly
+  1    error, with one message naming the fix; nothing is left attached
+  2    usage error (a bad flag or value)
+  130  interrupted by Ctrl-C (SIGINT) before a one-shot run printed its report
+  143  terminated by SIGTERM (one-shot or --watch); nothing is left attached";
+
 /// Runs `podnet stats`; prints errors as `error: ...` and maps them to the exit code.
 pub fn main(args: StatsArgs) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -122,8 +132,7 @@ pub fn main(args: StatsArgs) -> ExitCode {
         }
     };
     match rt.block_on(run(args)) {
-        Ok(Outcome::Done) => ExitCode::SUCCESS,
-        Ok(Outcome::Interrupted) => ExitCode::from(130),
+        Ok(outcome) => ExitCode::from(outcome.exit_code()),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -134,9 +143,24 @@ pub fn main(args: StatsArgs) -> ExitCode {
 /// How a run ended without error.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
+    /// Every report was printed, Ctrl-C ended `--watch`, or the reader of stdout went away.
     Done,
-    /// A one-shot run was interrupted before its interval ended: nothing was printed.
+    /// A one-shot run was interrupted (SIGINT) before its interval ended: nothing was printed.
     Interrupted,
+    /// SIGTERM ended the run, one-shot or `--watch`.
+    Terminated,
+}
+
+impl Outcome {
+    /// The process exit status for this outcome (128 + the signal number for signals, as a shell
+    /// reports a process the signal killed).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Outcome::Done => 0,
+            Outcome::Interrupted => 130,
+            Outcome::Terminated => 143,
+        }
+    }
 }
 
 /// The pipeline. Everything attached is owned by the `Tracker` and detached when it drops, on
@@ -204,17 +228,29 @@ pub async fn run(args: StatsArgs) -> Result<Outcome> {
     let refresh_every = args.interval.max(Duration::from_secs(10));
     let interactive = std::io::stdout().is_terminal();
     loop {
-        if !stop.sleep(args.interval).await {
-            info!("interrupted: detaching");
-            return Ok(if args.watch {
-                Outcome::Done
-            } else {
-                Outcome::Interrupted
-            });
+        match stop.sleep(args.interval).await {
+            Wake::Elapsed => {}
+            Wake::Interrupt => {
+                info!("interrupted (SIGINT): detaching");
+                return Ok(if args.watch {
+                    Outcome::Done
+                } else {
+                    Outcome::Interrupted
+                });
+            }
+            Wake::Terminate => {
+                info!("terminated (SIGTERM): detaching");
+                return Ok(Outcome::Terminated);
+            }
         }
         let now = tracker.snapshot()?;
         let doc = report(&state, &base, &prev, &now, &tracker);
-        print_report(&doc, &args, interactive)?;
+        if print_report(&doc, &args, interactive)? == Printed::ReaderGone {
+            // `podnet stats --watch | head -1`: nobody reads any more. Returning drops the
+            // tracker, which detaches everything.
+            info!("standard output is a closed pipe: detaching");
+            return Ok(Outcome::Done);
+        }
         shown += 1;
         if !args.watch || args.iterations.is_some_and(|n| shown >= n) {
             return Ok(Outcome::Done);
@@ -295,7 +331,15 @@ fn report(
     doc
 }
 
-fn print_report(doc: &PodStatsList, args: &StatsArgs, interactive: bool) -> Result<()> {
+/// What became of a report written to stdout.
+#[derive(Debug, PartialEq, Eq)]
+enum Printed {
+    Written,
+    /// Stdout is a pipe whose read end is closed (EPIPE): there is no one left to print for.
+    ReaderGone,
+}
+
+fn print_report(doc: &PodStatsList, args: &StatsArgs, interactive: bool) -> Result<Printed> {
     let mut out = std::io::stdout().lock();
     let text = match args.output {
         Output::Json if args.watch => render::render_json_line(doc),
@@ -330,10 +374,16 @@ fn print_report(doc: &PodStatsList, args: &StatsArgs, interactive: bool) -> Resu
     } else {
         text + "\n"
     };
-    // A closed pipe (`podnet stats | head`) is not an error worth a message.
+    write_report(&mut out, &text)
+}
+
+/// Writes one report. A closed pipe (`podnet stats | head`) is not an error worth a message, but
+/// it ends the run: see [`Printed::ReaderGone`]. Any other failure is an error.
+fn write_report(out: &mut impl Write, text: &str) -> Result<Printed> {
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        r => r.context("writing to stdout"),
+        Ok(()) => Ok(Printed::Written),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Printed::ReaderGone),
+        Err(e) => Err(e).context("writing the report to standard output"),
     }
 }
 
@@ -353,15 +403,25 @@ impl Stop {
         })
     }
 
-    /// Sleeps for `d`; returns false if SIGINT or SIGTERM came first (or came while podnet was
-    /// busy since the last call).
-    async fn sleep(&mut self, d: Duration) -> bool {
+    /// Sleeps for `d`, unless SIGINT or SIGTERM comes first (or came while podnet was busy since
+    /// the last call).
+    async fn sleep(&mut self, d: Duration) -> Wake {
         tokio::select! {
-            _ = tokio::time::sleep(d) => true,
-            _ = self.int.recv() => false,
-            _ = self.term.recv() => false,
+            _ = tokio::time::sleep(d) => Wake::Elapsed,
+            _ = self.int.recv() => Wake::Interrupt,
+            _ = self.term.recv() => Wake::Terminate,
         }
     }
+}
+
+/// What ended a [`Stop::sleep`].
+#[derive(Debug, PartialEq, Eq)]
+enum Wake {
+    Elapsed,
+    /// SIGINT (Ctrl-C).
+    Interrupt,
+    /// SIGTERM (`kill`, or Kubernetes stopping the pod).
+    Terminate,
 }
 
 /// Formats a time as RFC 3339 UTC with second precision (`2026-11-21T10:00:00Z`).
@@ -402,6 +462,36 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("3h").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("x").is_err());
+    }
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(Outcome::Done.exit_code(), 0);
+        assert_eq!(Outcome::Interrupted.exit_code(), 130);
+        assert_eq!(Outcome::Terminated.exit_code(), 143);
+    }
+
+    /// A writer that fails every write with `kind`.
+    struct Failing(std::io::ErrorKind);
+
+    impl Write for Failing {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(self.0.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Err(self.0.into())
+        }
+    }
+
+    #[test]
+    fn a_closed_pipe_ends_the_run_and_other_write_errors_are_errors() {
+        let mut buf = Vec::new();
+        assert_eq!(write_report(&mut buf, "x\n").unwrap(), Printed::Written);
+        assert_eq!(buf, b"x\n");
+        let gone = write_report(&mut Failing(std::io::ErrorKind::BrokenPipe), "x\n").unwrap();
+        assert_eq!(gone, Printed::ReaderGone);
+        let e = write_report(&mut Failing(std::io::ErrorKind::StorageFull), "x\n").unwrap_err();
+        assert!(format!("{e:#}").contains("standard output"), "{e:#}");
     }
 
     #[test]
