@@ -219,7 +219,9 @@ fn drop_while_the_load_runs_leaves_nothing() {
     drop(demo);
     let took = t.elapsed();
     assert_eq!(made.existing(), Vec::<String>::new());
-    assert!(took < Duration::from_secs(15), "teardown took {took:?}");
+    // The load had 60 s to run: a teardown that waited for it would take that long. (A wide
+    // margin, since emulated kernels are slow: this proves it does not wait, not a speed.)
+    assert!(took < Duration::from_secs(45), "teardown took {took:?}");
 }
 
 /// A fake `podnet` that logs its arguments (and whether the kubeconfig it was given exists) to
