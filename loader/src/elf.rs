@@ -12,6 +12,7 @@ use object::{LittleEndian as LE, SectionIndex, SymbolIndex};
 use crate::btf::Btf;
 use crate::error::{Error, Result};
 use crate::reloc::{self, Function, Insn, Reloc, Target};
+use crate::uapi::{AttachType, MapType, ProgType};
 
 const EM_BPF: u16 = 247;
 const ET_REL: u16 = 1;
@@ -20,15 +21,8 @@ const R_BPF_64_32: u32 = 10;
 /// Largest `.bss` section accepted (its bytes are allocated, not read from the file).
 const MAX_BSS: u64 = 64 << 20;
 
-/// `BPF_MAP_TYPE_ARRAY`.
-pub const MAP_TYPE_ARRAY: u32 = 2;
 /// `BPF_F_RDONLY_PROG`: the map is read-only for programs.
 pub const BPF_F_RDONLY_PROG: u32 = 1 << 7;
-
-/// Map types whose `max_entries` must be 0 (storage attached to sockets, cgroups, tasks, inodes).
-const STORAGE_MAP_TYPES: [u32; 6] = [19, 21, 24, 28, 29, 32];
-/// Map types the kernel refuses to create without BTF key and value types.
-const BTF_REQUIRED_MAP_TYPES: [u32; 4] = [24, 28, 29, 32];
 
 /// Where a map comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +43,7 @@ pub struct MapSpec {
     /// Name: the variable name for `.maps` maps, the section name (`.rodata`, ...) for data maps.
     pub name: String,
     /// `BPF_MAP_TYPE_*`.
-    pub map_type: u32,
+    pub map_type: MapType,
     /// Key size in bytes.
     pub key_size: u32,
     /// Value size in bytes (per CPU for per-CPU maps).
@@ -69,26 +63,8 @@ pub struct MapSpec {
 impl MapSpec {
     /// Does creating this map need the object's BTF (key and value type ids)?
     pub fn needs_btf(&self) -> bool {
-        BTF_REQUIRED_MAP_TYPES.contains(&self.map_type)
+        self.map_type.needs_btf()
     }
-}
-
-/// Attach types the loader uses (`enum bpf_attach_type`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u32)]
-pub enum AttachType {
-    /// `BPF_CGROUP_INET_INGRESS`: cgroup_skb on receive.
-    CgroupInetIngress = 0,
-    /// `BPF_CGROUP_INET_EGRESS`: cgroup_skb on send.
-    CgroupInetEgress = 1,
-    /// `BPF_CGROUP_INET_SOCK_CREATE`: cgroup/sock_create.
-    CgroupInetSockCreate = 2,
-    /// `BPF_CGROUP_SOCK_OPS`: sockops.
-    CgroupSockOps = 3,
-    /// `BPF_CGROUP_INET_SOCK_RELEASE`: cgroup/sock_release (Linux 5.9).
-    CgroupInetSockRelease = 34,
-    /// `BPF_PERF_EVENT`: a perf-event (tracepoint) link (Linux 5.15).
-    PerfEvent = 41,
 }
 
 /// What a program is, from its ELF section name.
@@ -139,12 +115,12 @@ impl ProgramKind {
     }
 
     /// `BPF_PROG_TYPE_*`.
-    pub fn prog_type(&self) -> u32 {
+    pub fn prog_type(&self) -> ProgType {
         match self {
-            ProgramKind::Tracepoint { .. } => 5,
-            ProgramKind::CgroupSkbIngress | ProgramKind::CgroupSkbEgress => 8,
-            ProgramKind::CgroupSockCreate | ProgramKind::CgroupSockRelease => 9,
-            ProgramKind::SockOps => 13,
+            ProgramKind::Tracepoint { .. } => ProgType::Tracepoint,
+            ProgramKind::CgroupSkbIngress | ProgramKind::CgroupSkbEgress => ProgType::CgroupSkb,
+            ProgramKind::CgroupSockCreate | ProgramKind::CgroupSockRelease => ProgType::CgroupSock,
+            ProgramKind::SockOps => ProgType::SockOps,
         }
     }
 
@@ -491,7 +467,7 @@ impl<'a> Parser<'a> {
                         index,
                         MapSpec {
                             name: name.into(),
-                            map_type: MAP_TYPE_ARRAY,
+                            map_type: MapType::Array,
                             key_size: 4,
                             value_size,
                             max_entries: 1,
@@ -533,12 +509,13 @@ impl<'a> Parser<'a> {
                     map: def.name.clone(),
                     reason: reason.into(),
                 };
-                let map_type = def
-                    .map_type
-                    .ok_or_else(|| map_err("no `type` (add __uint(type, BPF_MAP_TYPE_...))"))?;
+                let map_type =
+                    MapType::from(def.map_type.ok_or_else(|| {
+                        map_err("no `type` (add __uint(type, BPF_MAP_TYPE_...))")
+                    })?);
                 let max_entries = match def.max_entries {
                     Some(n) => n,
-                    None if STORAGE_MAP_TYPES.contains(&map_type) => 0,
+                    None if map_type.is_storage() => 0,
                     None => return Err(map_err("no `max_entries` (add __uint(max_entries, N))")),
                 };
                 let offset = *symbols_by_name

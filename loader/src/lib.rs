@@ -39,8 +39,9 @@ pub mod probe;
 mod program;
 mod reloc;
 mod sys;
+mod uapi;
 
-pub use elf::{AttachType, GlobalVar, MapKind, MapSpec, ObjectSpec, ProgramKind, ProgramSpec};
+pub use elf::{GlobalVar, MapKind, MapSpec, ObjectSpec, ProgramKind, ProgramSpec};
 pub use error::{Error, Result};
 pub use fs::{
     bpffs_dir, parse_cpu_list, possible_cpus, tracefs_dir, tracepoint_exists, tracepoint_id,
@@ -49,3 +50,4 @@ pub use map::{Keys, Map, BPF_ANY, BPF_EXIST, BPF_NOEXIST};
 pub use object::Object;
 pub use program::{query_cgroup_programs, Link, LinkKind, Program};
 pub use reloc::Insn;
+pub use uapi::{AttachType, MapType, ProgType};

@@ -10,6 +10,7 @@ use crate::elf::MapSpec;
 use crate::error::{Error, Result};
 use crate::fs::is_on_bpffs;
 use crate::sys::{self, MapFd};
+use crate::uapi::MapType;
 
 /// `BPF_ANY`: create the entry or replace it.
 pub const BPF_ANY: u64 = 0;
@@ -22,7 +23,7 @@ pub const BPF_EXIST: u64 = 2;
 #[derive(Debug)]
 pub struct Map {
     name: String,
-    map_type: u32,
+    map_type: MapType,
     key_size: u32,
     value_size: u32,
     max_entries: u32,
@@ -89,7 +90,7 @@ impl Map {
                 format!(
                     "create map `{}` (type {}, key {} B, value {} B, {} entries, flags {:#x})",
                     spec.name,
-                    spec.map_type,
+                    spec.map_type.value(),
                     spec.key_size,
                     spec.value_size,
                     spec.max_entries,
@@ -143,7 +144,7 @@ impl Map {
             .unwrap_or(info.name.len());
         Ok(Map {
             name: String::from_utf8_lossy(&info.name[..len]).into_owned(),
-            map_type: info.map_type,
+            map_type: MapType::from(info.map_type),
             key_size: info.key_size,
             value_size: info.value_size,
             max_entries: info.max_entries,
@@ -181,7 +182,7 @@ impl Map {
     }
 
     /// `BPF_MAP_TYPE_*`.
-    pub fn map_type(&self) -> u32 {
+    pub fn map_type(&self) -> MapType {
         self.map_type
     }
 
@@ -207,7 +208,7 @@ impl Map {
 
     /// Are values per CPU?
     pub fn is_per_cpu(&self) -> bool {
-        sys::PER_CPU_MAP_TYPES.contains(&self.map_type)
+        self.map_type.is_per_cpu()
     }
 
     /// Length of the value buffers [`Map::lookup`] returns and [`Map::update`] takes:

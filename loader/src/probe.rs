@@ -15,6 +15,7 @@ use crate::elf::ProgramKind;
 use crate::error::{Error, Result};
 use crate::reloc::Insn;
 use crate::sys;
+use crate::uapi::{AttachType, MapType, ProgType};
 
 /// `enum bpf_func_id` values of the helpers podnet probes for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -31,8 +32,8 @@ pub enum Helper {
 /// One question asked of the kernel: a program type (and attach type) with a helper or a map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Question {
-    Helper(u32, u32, Helper),
-    Map(u32, u32, u32),
+    Helper(ProgType, Option<AttachType>, Helper),
+    Map(ProgType, MapType, u32),
 }
 
 type Answers = Mutex<HashMap<Question, bool>>;
@@ -94,7 +95,7 @@ fn try_load(kind: &ProgramKind, insns: &[Insn], what: &str) -> Result<Answer> {
     let license = CString::new("GPL").expect("no NUL");
     let attr = sys::ProgLoad {
         prog_type: kind.prog_type(),
-        expected_attach_type: kind.expected_attach_type().map_or(0, |t| t as u32),
+        expected_attach_type: kind.expected_attach_type(),
         insns,
         license: &license,
         name: "podnet_probe",
@@ -120,10 +121,10 @@ fn try_load(kind: &ProgramKind, insns: &[Insn], what: &str) -> Result<Answer> {
 /// with hash maps made with `BPF_F_NO_PREALLOC` are refused on PREEMPT_RT kernels and, on 5.10,
 /// accepted with "trace type programs with run-time allocated hash maps are unsafe" in the log
 /// and a WARN splat in the kernel log: both count as not usable.
-pub fn map_usable(kind: &ProgramKind, map_type: u32, flags: u32) -> Result<bool> {
+pub fn map_usable(kind: &ProgramKind, map_type: MapType, flags: u32) -> Result<bool> {
     let question = Question::Map(kind.prog_type(), map_type, flags);
     cached(question, || {
-        let what = format!("map type {map_type} with flags {flags:#x}");
+        let what = format!("map type {} with flags {flags:#x}", map_type.value());
         let map = sys::memlock_retry(|| {
             sys::MapFd::create(&sys::MapCreate {
                 map_type,
@@ -178,11 +179,7 @@ fn map_reference_program(map_fd: i32) -> [Insn; 4] {
 /// Whether programs of `kind` may call `helper` on this kernel (cached). Errors only when the
 /// probe itself cannot run (no permission to load programs): a refusal is `Ok(false)`.
 pub fn helper_available(kind: &ProgramKind, helper: Helper) -> Result<bool> {
-    let question = Question::Helper(
-        kind.prog_type(),
-        kind.expected_attach_type().map_or(0, |t| t as u32),
-        helper,
-    );
+    let question = Question::Helper(kind.prog_type(), kind.expected_attach_type(), helper);
     cached(question, || {
         let answer = try_load(kind, &probe_program(helper), &format!("{helper:?}"))?;
         // The helper exists for the type when the verifier got past looking it up.

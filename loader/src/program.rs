@@ -5,12 +5,13 @@ use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use crate::elf::{AttachType, ProgramKind, ProgramSpec};
+use crate::elf::{ProgramKind, ProgramSpec};
 use crate::error::{Error, Result};
 use crate::fs::tracepoint_id;
 use crate::map::pin_fd;
 use crate::reloc::Insn;
 use crate::sys;
+use crate::uapi::AttachType;
 
 /// Lines of the verifier log kept in [`Error::Verifier`].
 const LOG_TAIL_LINES: usize = 20;
@@ -122,7 +123,7 @@ impl Program {
         })?;
         let attr = sys::ProgLoad {
             prog_type: spec.kind.prog_type(),
-            expected_attach_type: spec.kind.expected_attach_type().map_or(0, |t| t as u32),
+            expected_attach_type: spec.kind.expected_attach_type(),
             insns,
             license: &license,
             name: &spec.name,
@@ -223,7 +224,7 @@ impl Program {
             )));
         }
         let attach_type = self.kind.attach_type();
-        let fd = sys::link_create(self.fd.as_fd(), cgroup, attach_type as u32).map_err(|e| match e.raw_os_error() {
+        let fd = sys::link_create(self.fd.as_fd(), cgroup, attach_type).map_err(|e| match e.raw_os_error() {
             Some(libc::EBADF) | Some(libc::ENOTDIR) => Error::NotCgroupV2 { path: label.into() },
             Some(libc::E2BIG) => Error::TooManyPrograms { path: label.into() },
             Some(libc::EINVAL) => Error::Syscall {
@@ -259,7 +260,7 @@ impl Program {
         let target = format!("tracepoint {category}/{event}");
         let perf = sys::perf_event_open_tracepoint(id)
             .map_err(|e| Error::sys(format!("perf_event_open for {target}"), e))?;
-        match sys::link_create(self.fd.as_fd(), perf.as_fd(), AttachType::PerfEvent as u32) {
+        match sys::link_create(self.fd.as_fd(), perf.as_fd(), AttachType::PerfEvent) {
             Ok(fd) => Ok(Link {
                 fd,
                 perf_event: Some(perf),
@@ -381,7 +382,7 @@ pub fn query_cgroup_programs(
 ) -> Result<Vec<u32>> {
     let path = cgroup.as_ref();
     let dir = File::open(path).map_err(|e| Error::io(path, e))?;
-    sys::prog_query(dir.as_fd(), attach_type as u32).map_err(|e| match e.raw_os_error() {
+    sys::prog_query(dir.as_fd(), attach_type).map_err(|e| match e.raw_os_error() {
         Some(libc::EBADF) | Some(libc::ENOTDIR) => Error::NotCgroupV2 {
             path: path.display().to_string(),
         },

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use podnet_loader::probe::{helper_available, map_usable, Helper};
 use podnet_loader::{
-    bpffs_dir, possible_cpus, query_cgroup_programs, AttachType, Error, LinkKind, Map, Object,
-    ObjectSpec, ProgramKind, BPF_ANY, BPF_NOEXIST,
+    bpffs_dir, possible_cpus, query_cgroup_programs, AttachType, Error, LinkKind, Map, MapType,
+    Object, ObjectSpec, ProgramKind, BPF_ANY, BPF_NOEXIST,
 };
 use podnet_testing::sandbox::{cgroup_id, require_privileges, CgroupTree, NetNs, Veth, Workload};
 
@@ -517,7 +517,7 @@ fn pin_unpin_and_open_from_pin() {
             reopened.key_size(),
             reopened.value_size()
         ),
-        ("big_hash", 1, 8, 8)
+        ("big_hash", MapType::Hash, 8, 8)
     );
     assert_eq!(reopened.id().unwrap(), map.id().unwrap());
     assert_eq!(
@@ -675,7 +675,7 @@ fn probes_answer_what_every_supported_kernel_has_and_lacks() {
         release.trim()
     );
     // A preallocated per-CPU hash (BPF_MAP_TYPE_PERCPU_HASH, flags 0) suits tracepoints everywhere.
-    assert!(map_usable(&tracepoint, 5, 0).unwrap());
+    assert!(map_usable(&tracepoint, MapType::PercpuHash, 0).unwrap());
     // The answers agree with a real load: the variant chosen from the probes loads...
     let mut spec = podnet_spec_for_this_kernel();
     Object::load(&spec).expect("the probed variant loads");
@@ -695,7 +695,7 @@ fn probes_answer_what_every_supported_kernel_has_and_lacks() {
             other => panic!("expected the verifier to refuse the 6.4 sockops variant: {other:?}"),
         }
     }
-    if !map_usable(&tracepoint, 5, 1).unwrap() {
+    if !map_usable(&tracepoint, MapType::PercpuHash, 1).unwrap() {
         let mut spec = podnet_spec_for_this_kernel();
         spec.map_mut("counters").unwrap().flags |= 1;
         match Object::load(&spec) {
@@ -726,7 +726,7 @@ fn podnet_spec_for_this_kernel() -> ObjectSpec {
         helper_available(&ProgramKind::SockOps, Helper::GetCurrentCgroupId).unwrap();
     spec.set_global("sockops_current_cgroup", &[sockops_cgroup as u8])
         .unwrap();
-    if !map_usable(&open_tracepoint(), 5, 1).unwrap() {
+    if !map_usable(&open_tracepoint(), MapType::PercpuHash, 1).unwrap() {
         spec.map_mut("counters").unwrap().flags &= !1;
     }
     spec

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::reloc::{CALL, LD_IMM64, PSEUDO_MAP_FD, PSEUDO_MAP_VALUE};
+use crate::uapi::{MapType, ProgType};
 
 macro_rules! bpf_object {
     ($name:literal) => {
@@ -48,7 +49,7 @@ fn parses_the_skb_counter_object() {
             m.flags,
             m.kind
         ),
-        (6, 4, 16, 2, 0, MapKind::Btf)
+        (MapType::PercpuArray, 4, 16, 2, 0, MapKind::Btf)
     );
     let names: Vec<_> = spec
         .programs()
@@ -134,11 +135,27 @@ fn parses_every_shape_in_the_features_object() {
     assert_eq!(
         summary,
         vec![
-            ("big_hash", 1, 8, 8, 10000, 1, MapKind::Btf),
-            ("percpu_hash", 5, 8, 12, 64, 0, MapKind::Btf),
-            (".rodata", 2, 4, 16, 1, BPF_F_RDONLY_PROG, MapKind::Rodata),
-            (".data", 2, 4, 8, 1, 0, MapKind::Data),
-            (".bss", 2, 4, 8, 1, 0, MapKind::Bss),
+            ("big_hash", MapType::Hash, 8, 8, 10000, 1, MapKind::Btf),
+            (
+                "percpu_hash",
+                MapType::PercpuHash,
+                8,
+                12,
+                64,
+                0,
+                MapKind::Btf
+            ),
+            (
+                ".rodata",
+                MapType::Array,
+                4,
+                16,
+                1,
+                BPF_F_RDONLY_PROG,
+                MapKind::Rodata
+            ),
+            (".data", MapType::Array, 4, 8, 1, 0, MapKind::Data),
+            (".bss", MapType::Array, 4, 8, 1, 0, MapKind::Bss),
         ]
     );
     let rodata = spec.map(".rodata").unwrap().data.clone().unwrap();
@@ -229,7 +246,7 @@ fn parses_podnets_own_object() {
             counters.key_size,
             counters.value_size % 8
         ),
-        (5, 8, 0)
+        (MapType::PercpuHash, 8, 0)
     );
     for p in spec.programs() {
         spec.relocated_instructions(&p.name, &vec![3; spec.maps().len()])
@@ -254,7 +271,7 @@ fn parses_tracepoint_and_sock_objects() {
             event: "sys_enter_openat".into()
         }
     );
-    assert_eq!(p.kind.prog_type(), 5);
+    assert_eq!(p.kind.prog_type(), ProgType::Tracepoint);
     assert_eq!(p.kind.attach_type(), AttachType::PerfEvent);
     assert_eq!(spec.global("target_cgroup_id").unwrap().map, ".rodata");
     assert_eq!(spec.global("openat_calls").unwrap().map, ".bss");
@@ -262,7 +279,7 @@ fn parses_tracepoint_and_sock_objects() {
     let m = spec.map("sock_counts").unwrap();
     assert_eq!(
         (m.map_type, m.key_size, m.value_size, m.max_entries),
-        (2, 4, 8, 2)
+        (MapType::Array, 4, 8, 2)
     );
     assert_eq!(
         spec.program("count_release")
@@ -312,7 +329,7 @@ fn section_names_map_to_program_kinds() {
         ProgramKind::from_section("cgroup/sock_create")
             .unwrap()
             .prog_type(),
-        9
+        ProgType::CgroupSock
     );
     assert_eq!(
         ProgramKind::from_section("tp/syscalls/sys_exit_openat"),

@@ -12,6 +12,7 @@ use std::mem::size_of;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use crate::reloc::Insn;
+use crate::uapi::{AttachType, MapType, ProgType};
 
 const BPF_MAP_CREATE: u32 = 0;
 const BPF_MAP_LOOKUP_ELEM: u32 = 1;
@@ -30,10 +31,6 @@ const BPF_LINK_CREATE: u32 = 28;
 
 /// The kernel's ENOTSUPP (not in libc): an operation this kernel or map type does not support.
 pub(crate) const ENOTSUPP: i32 = 524;
-
-/// Map types whose values are per CPU (`PERCPU_HASH`, `PERCPU_ARRAY`, `LRU_PERCPU_HASH`,
-/// `PERCPU_CGROUP_STORAGE`).
-pub(crate) const PER_CPU_MAP_TYPES: [u32; 4] = [5, 6, 10, 21];
 
 /// `BPF_MAP_CREATE`.
 #[repr(C)]
@@ -266,8 +263,8 @@ pub(crate) fn object_name(name: &str) -> [u8; 16] {
 
 /// Bytes of one map value as userspace reads and writes it: `value_size`, or for per-CPU maps
 /// `value_size` rounded up to 8, times the number of possible CPUs.
-fn value_len(map_type: u32, value_size: u32) -> io::Result<usize> {
-    if PER_CPU_MAP_TYPES.contains(&map_type) {
+fn value_len(map_type: MapType, value_size: u32) -> io::Result<usize> {
+    if map_type.is_per_cpu() {
         let cpus = crate::possible_cpus().map_err(|e| io::Error::other(e.to_string()))?;
         Ok((value_size as usize).div_ceil(8) * 8 * cpus)
     } else {
@@ -277,7 +274,7 @@ fn value_len(map_type: u32, value_size: u32) -> io::Result<usize> {
 
 /// What to create with BPF_MAP_CREATE.
 pub(crate) struct MapCreate<'a> {
-    pub map_type: u32,
+    pub map_type: MapType,
     pub key_size: u32,
     pub value_size: u32,
     pub max_entries: u32,
@@ -300,7 +297,7 @@ impl MapFd {
     pub fn create(c: &MapCreate<'_>) -> io::Result<MapFd> {
         let value_len = value_len(c.map_type, c.value_size)?;
         let mut attr = MapCreateAttr {
-            map_type: c.map_type,
+            map_type: c.map_type.value(),
             key_size: c.key_size,
             value_size: c.value_size,
             max_entries: c.max_entries,
@@ -326,7 +323,7 @@ impl MapFd {
         let fd = obj_get(path)?;
         let mut info = MapInfo::default();
         obj_info(fd.as_fd(), &mut info)?;
-        let value_len = value_len(info.map_type, info.value_size)?;
+        let value_len = value_len(MapType::from(info.map_type), info.value_size)?;
         Ok((
             MapFd {
                 fd,
@@ -492,8 +489,9 @@ pub(crate) fn prog_id(fd: BorrowedFd<'_>) -> io::Result<u32> {
 
 /// What BPF_PROG_LOAD gets.
 pub(crate) struct ProgLoad<'a> {
-    pub prog_type: u32,
-    pub expected_attach_type: u32,
+    pub prog_type: ProgType,
+    /// `None`: 0, which the kernel does not check for the program types that take none.
+    pub expected_attach_type: Option<AttachType>,
     pub insns: &'a [Insn],
     pub license: &'a CStr,
     pub name: &'a str,
@@ -502,12 +500,12 @@ pub(crate) struct ProgLoad<'a> {
 /// BPF_PROG_LOAD, with a verifier log of `log.len()` bytes at `log_level` when `log` is given.
 pub(crate) fn prog_load(p: &ProgLoad<'_>, log: Option<(&mut [u8], u32)>) -> io::Result<OwnedFd> {
     let mut attr = ProgLoadAttr {
-        prog_type: p.prog_type,
+        prog_type: p.prog_type as u32,
         insn_cnt: u32::try_from(p.insns.len()).map_err(|_| einval("too many instructions"))?,
         insns: p.insns.as_ptr() as u64,
         license: p.license.as_ptr() as u64,
         prog_name: object_name(p.name),
-        expected_attach_type: p.expected_attach_type,
+        expected_attach_type: p.expected_attach_type.map_or(0, |t| t as u32),
         ..Default::default()
     };
     if let Some((buf, level)) = log {
@@ -560,24 +558,24 @@ pub(crate) fn obj_get(path: &CStr) -> io::Result<OwnedFd> {
 pub(crate) fn link_create(
     prog: BorrowedFd<'_>,
     target: BorrowedFd<'_>,
-    attach_type: u32,
+    attach_type: AttachType,
 ) -> io::Result<OwnedFd> {
     let mut attr = LinkCreateAttr {
         prog_fd: fd_u32(prog),
         target_fd: fd_u32(target),
-        attach_type,
+        attach_type: attach_type as u32,
         flags: 0,
     };
     bpf(BPF_LINK_CREATE, &mut attr).map(owned_fd)
 }
 
 /// BPF_PROG_QUERY: ids of the programs attached directly to `target` for `attach_type`.
-pub(crate) fn prog_query(target: BorrowedFd<'_>, attach_type: u32) -> io::Result<Vec<u32>> {
+pub(crate) fn prog_query(target: BorrowedFd<'_>, attach_type: AttachType) -> io::Result<Vec<u32>> {
     let mut ids: Vec<u32> = Vec::new();
     loop {
         let mut attr = ProgQueryAttr {
             target_fd: fd_u32(target),
-            attach_type,
+            attach_type: attach_type as u32,
             prog_ids: if ids.is_empty() {
                 0
             } else {
