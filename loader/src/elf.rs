@@ -12,7 +12,12 @@ use object::{LittleEndian as LE, SectionIndex, SymbolIndex};
 use crate::btf::Btf;
 use crate::error::{Error, Result};
 use crate::reloc::{self, Function, Insn, Reloc, Target};
-use crate::uapi::{AttachType, MapType, ProgType};
+use crate::uapi::{AttachType, ProgType};
+
+mod maps;
+
+use maps::{data_kind, data_map};
+pub use maps::{MapKind, MapSpec};
 
 const EM_BPF: u16 = 247;
 const ET_REL: u16 = 1;
@@ -23,49 +28,6 @@ const MAX_BSS: u64 = 64 << 20;
 
 /// `BPF_F_RDONLY_PROG`: the map is read-only for programs.
 pub const BPF_F_RDONLY_PROG: u32 = 1 << 7;
-
-/// Where a map comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MapKind {
-    /// A BTF-defined map in the `.maps` section.
-    Btf,
-    /// `.rodata` (or `.rodata.*`): `const` globals, read-only for programs, frozen after load.
-    Rodata,
-    /// `.data` (or `.data.*`): initialized globals.
-    Data,
-    /// `.bss` (or `.bss.*`): zero-initialized globals.
-    Bss,
-}
-
-/// A map to create: from `.maps`, or a one-entry array holding a data section.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MapSpec {
-    /// Name: the variable name for `.maps` maps, the section name (`.rodata`, ...) for data maps.
-    pub name: String,
-    /// `BPF_MAP_TYPE_*`.
-    pub map_type: MapType,
-    /// Key size in bytes.
-    pub key_size: u32,
-    /// Value size in bytes (per CPU for per-CPU maps).
-    pub value_size: u32,
-    /// Capacity; set it before load to size the map (0 for socket/cgroup storage maps).
-    pub max_entries: u32,
-    /// `BPF_F_*` map flags.
-    pub flags: u32,
-    /// Initial value of entry 0 for data maps (`value_size` bytes), `None` for `.maps` maps.
-    pub data: Option<Vec<u8>>,
-    /// Where the map comes from.
-    pub kind: MapKind,
-    pub(crate) btf_key_type_id: u32,
-    pub(crate) btf_value_type_id: u32,
-}
-
-impl MapSpec {
-    /// Does creating this map need the object's BTF (key and value type ids)?
-    pub fn needs_btf(&self) -> bool {
-        self.map_type.needs_btf()
-    }
-}
 
 /// What a program is, from its ELF section name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -268,24 +230,6 @@ fn check_header(data: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn data_kind(name: &str) -> Option<MapKind> {
-    let is = |prefix: &str| {
-        name == prefix
-            || name
-                .strip_prefix(prefix)
-                .is_some_and(|r| r.starts_with('.'))
-    };
-    if is(".rodata") {
-        Some(MapKind::Rodata)
-    } else if is(".data") {
-        Some(MapKind::Data)
-    } else if is(".bss") {
-        Some(MapKind::Bss)
-    } else {
-        None
-    }
-}
-
 impl ObjectSpec {
     /// Parses a BPF object file. Never panics: every malformed input is an error.
     pub fn parse(data: &[u8]) -> Result<ObjectSpec> {
@@ -405,14 +349,109 @@ impl ObjectSpec {
     }
 }
 
-impl<'a> Parser<'a> {
-    fn build(self) -> Result<ObjectSpec> {
-        let mut license = String::new();
-        let mut btf = None;
-        let mut maps_section = None;
-        let mut data_maps: Vec<(usize, MapSpec)> = Vec::new();
-        let mut code_sections: Vec<(usize, Option<ProgramKind>)> = Vec::new();
+/// What one pass over the section headers finds.
+struct SectionScan {
+    license: String,
+    btf: Option<Btf>,
+    /// Index of `.maps`.
+    maps_section: Option<usize>,
+    /// One map per data section, with the section's index.
+    data_maps: Vec<(usize, MapSpec)>,
+    /// Sections holding code, with the program kind of program sections (`None` for `.text`).
+    code_sections: Vec<(usize, Option<ProgramKind>)>,
+}
 
+/// The functions of every code section, the programs among them and the globals of the data
+/// sections, from one pass over the symbol table.
+struct SymbolScan {
+    functions: Vec<Function>,
+    ranges: FunctionRanges,
+    programs: Vec<ProgramSpec>,
+    globals: Vec<GlobalVar>,
+}
+
+/// Per code section: (first insn, end insn, function index), sorted by first instruction.
+#[derive(Default)]
+struct FunctionRanges(HashMap<usize, Vec<(usize, usize, usize)>>);
+
+impl FunctionRanges {
+    /// The function holding instruction `insn` of code section `section`, and the instruction's
+    /// index inside it.
+    fn find(&self, section: usize, insn: usize) -> Option<(usize, usize)> {
+        let r = self.0.get(&section)?;
+        let pos = r
+            .partition_point(|&(start, _, _)| start <= insn)
+            .checked_sub(1)?;
+        let (start, end, f) = r[pos];
+        (insn < end).then_some((f, insn - start))
+    }
+}
+
+/// Where relocations may point: the maps of `.maps` by offset and the maps of data sections.
+struct MapTargets {
+    maps_section: Option<usize>,
+    map_at_offset: HashMap<u64, usize>,
+    data_map_of_section: HashMap<usize, usize>,
+}
+
+impl<'a> Parser<'a> {
+    /// Parses the object in steps: sections (license, BTF, data sections, code sections), maps,
+    /// functions and programs, relocations, then the BTF the kernel gets.
+    fn build(self) -> Result<ObjectSpec> {
+        let SectionScan {
+            license,
+            btf,
+            maps_section,
+            data_maps,
+            code_sections,
+        } = self.scan_sections()?;
+
+        // Maps from .maps first, placed by their symbols' offsets; then the data sections' maps.
+        let (mut maps, map_at_offset) = self.btf_maps(maps_section, btf.as_ref())?;
+        let mut data_map_of_section: HashMap<usize, usize> = HashMap::new();
+        for (section, spec) in data_maps {
+            data_map_of_section.insert(section, maps.len());
+            maps.push(spec);
+        }
+
+        let SymbolScan {
+            mut functions,
+            ranges,
+            mut programs,
+            globals,
+        } = self.scan_symbols(&code_sections, &maps, &data_map_of_section)?;
+
+        let targets = MapTargets {
+            maps_section,
+            map_at_offset,
+            data_map_of_section,
+        };
+        let relocated = self.relocate(&code_sections, &ranges, &targets, &maps, &mut functions)?;
+        resolve_local_calls(&ranges, &relocated, &mut functions)?;
+
+        let kernel_btf = btf.as_ref().and_then(|btf| self.kernel_btf(btf));
+
+        programs.sort_by(|a: &ProgramSpec, b| (&a.section, &a.name).cmp(&(&b.section, &b.name)));
+        Ok(ObjectSpec {
+            maps,
+            programs,
+            license,
+            globals,
+            functions,
+            kernel_btf,
+        })
+    }
+
+    /// One pass over the sections: the license, `.BTF`, where `.maps` is, a map for each data
+    /// section, and which sections hold code.
+    fn scan_sections(&self) -> Result<SectionScan> {
+        let mut scan = SectionScan {
+            license: String::new(),
+            btf: None,
+            maps_section: None,
+            data_maps: Vec::new(),
+            code_sections: Vec::new(),
+        };
         for (index, sec) in self.secs.iter().enumerate().skip(1) {
             let Some(sec) = sec else { continue };
             let sh = self
@@ -429,125 +468,43 @@ impl<'a> Parser<'a> {
                         .iter()
                         .position(|&b| b == 0)
                         .unwrap_or(sec.data.len());
-                    license = std::str::from_utf8(&sec.data[..end])
+                    scan.license = std::str::from_utf8(&sec.data[..end])
                         .map_err(|_| Error::Elf("license is not UTF-8".into()))?
                         .to_string();
                 }
-                ".BTF" => btf = Some(Btf::parse(sec.data)?),
-                ".maps" => maps_section = Some(index),
-                ".text" => code_sections.push((index, None)),
+                ".BTF" => scan.btf = Some(Btf::parse(sec.data)?),
+                ".maps" => scan.maps_section = Some(index),
+                ".text" => scan.code_sections.push((index, None)),
                 name if executable => match ProgramKind::from_section(name) {
-                    Some(kind) => code_sections.push((index, Some(kind))),
+                    Some(kind) => scan.code_sections.push((index, Some(kind))),
                     None if sec.size == 0 => {}
                     None => return Err(Error::UnsupportedSection(name.into())),
                 },
                 name if alloc && sec.size > 0 => {
-                    let Some(kind) = data_kind(name) else {
-                        continue;
-                    };
-                    let data = if kind == MapKind::Bss {
-                        if sec.size > MAX_BSS {
-                            return Err(Error::Elf(format!(
-                                "section {name} is {} bytes, larger than {MAX_BSS}",
-                                sec.size
-                            )));
-                        }
-                        vec![0; sec.size as usize]
-                    } else {
-                        sec.data.to_vec()
-                    };
-                    let value_size = u32::try_from(data.len())
-                        .map_err(|_| Error::Elf(format!("section {name} is larger than 4 GiB")))?;
-                    let flags = if kind == MapKind::Rodata {
-                        BPF_F_RDONLY_PROG
-                    } else {
-                        0
-                    };
-                    data_maps.push((
-                        index,
-                        MapSpec {
-                            name: name.into(),
-                            map_type: MapType::Array,
-                            key_size: 4,
-                            value_size,
-                            max_entries: 1,
-                            flags,
-                            data: Some(data),
-                            kind,
-                            btf_key_type_id: 0,
-                            btf_value_type_id: 0,
-                        },
-                    ));
+                    if let Some(kind) = data_kind(name) {
+                        scan.data_maps.push((index, data_map(sec, kind)?));
+                    }
                 }
                 _ => {}
             }
         }
+        Ok(scan)
+    }
 
-        // Maps from .maps, placed by their symbols' offsets.
-        let mut maps: Vec<MapSpec> = Vec::new();
-        let mut map_at_offset: HashMap<u64, usize> = HashMap::new();
-        if let Some(maps_index) = maps_section {
-            let defs = match &btf {
-                Some(btf) => btf.map_defs()?,
-                None => {
-                    return Err(Error::Elf(
-                        "`.maps` section without `.BTF`: compile with `-g`".into(),
-                    ))
-                }
-            };
-            let mut symbols_by_name = HashMap::new();
-            for (i, sym) in self.symbols.enumerate().skip(1) {
-                let (_, name, section) = self.symbol(i)?;
-                if section == Some(SectionIndex(maps_index))
-                    && sym.st_type() == object::elf::STT_OBJECT
-                {
-                    symbols_by_name.insert(name, sym.st_value(LE));
-                }
-            }
-            for def in defs {
-                let map_err = |reason: &str| Error::MapDefinition {
-                    map: def.name.clone(),
-                    reason: reason.into(),
-                };
-                let map_type =
-                    MapType::from(def.map_type.ok_or_else(|| {
-                        map_err("no `type` (add __uint(type, BPF_MAP_TYPE_...))")
-                    })?);
-                let max_entries = match def.max_entries {
-                    Some(n) => n,
-                    None if map_type.is_storage() => 0,
-                    None => return Err(map_err("no `max_entries` (add __uint(max_entries, N))")),
-                };
-                let offset = *symbols_by_name
-                    .get(def.name.as_str())
-                    .ok_or_else(|| map_err("no ELF symbol in `.maps`"))?;
-                map_at_offset.insert(offset, maps.len());
-                maps.push(MapSpec {
-                    name: def.name.clone(),
-                    map_type,
-                    key_size: def.key_size.unwrap_or(0),
-                    value_size: def.value_size.unwrap_or(0),
-                    max_entries,
-                    flags: def.flags,
-                    data: None,
-                    kind: MapKind::Btf,
-                    btf_key_type_id: def.key_type_id,
-                    btf_value_type_id: def.value_type_id,
-                });
-            }
-        }
-        let mut data_map_of_section: HashMap<usize, usize> = HashMap::new();
-        for (section, spec) in data_maps {
-            data_map_of_section.insert(section, maps.len());
-            maps.push(spec);
-        }
-
-        // Functions: every FUNC symbol of a code section.
-        let mut functions: Vec<Function> = Vec::new();
-        // Per code section: (first insn, end insn, function index), sorted.
-        let mut ranges: HashMap<usize, Vec<(usize, usize, usize)>> = HashMap::new();
-        let mut programs = Vec::new();
-        let mut globals = Vec::new();
+    /// One pass over the symbols: every FUNC symbol of a code section is a function (a program
+    /// when global in a program section), every OBJECT symbol of a data section a global.
+    fn scan_symbols(
+        &self,
+        code_sections: &[(usize, Option<ProgramKind>)],
+        maps: &[MapSpec],
+        data_map_of_section: &HashMap<usize, usize>,
+    ) -> Result<SymbolScan> {
+        let mut scan = SymbolScan {
+            functions: Vec::new(),
+            ranges: FunctionRanges::default(),
+            programs: Vec::new(),
+            globals: Vec::new(),
+        };
         for (i, sym) in self.symbols.enumerate().skip(1) {
             let (_, name, section) = self.symbol(i)?;
             let Some(section) = section else { continue };
@@ -565,7 +522,7 @@ impl<'a> Parser<'a> {
                             map.name
                         )));
                     }
-                    globals.push(GlobalVar {
+                    scan.globals.push(GlobalVar {
                         name: name.into(),
                         map: map.name.clone(),
                         offset: value as usize,
@@ -597,20 +554,21 @@ impl<'a> Parser<'a> {
                     ))
                 })?;
             let start = (value / 8) as usize;
-            let index = functions.len();
-            functions.push(Function {
+            let index = scan.functions.len();
+            scan.functions.push(Function {
                 name: name.into(),
                 section: sec.name.into(),
                 insns: Insn::decode(bytes),
                 relocs: Vec::new(),
             });
-            ranges
-                .entry(section.0)
-                .or_default()
-                .push((start, start + (size / 8) as usize, index));
+            scan.ranges.0.entry(section.0).or_default().push((
+                start,
+                start + (size / 8) as usize,
+                index,
+            ));
             if let Some(kind) = kind {
                 if sym.st_bind() == object::elf::STB_GLOBAL {
-                    programs.push(ProgramSpec {
+                    scan.programs.push(ProgramSpec {
                         name: name.into(),
                         section: sec.name.into(),
                         kind: kind.clone(),
@@ -619,23 +577,26 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        for r in ranges.values_mut() {
+        for r in scan.ranges.0.values_mut() {
             r.sort_unstable();
             if r.windows(2).any(|w| w[0].1 > w[1].0) {
                 return Err(Error::Elf("overlapping functions in one section".into()));
             }
         }
-        let find_function = |section: usize, insn: usize| -> Option<(usize, usize)> {
-            let r = ranges.get(&section)?;
-            let pos = r
-                .partition_point(|&(start, _, _)| start <= insn)
-                .checked_sub(1)?;
-            let (start, end, f) = r[pos];
-            (insn < end).then_some((f, insn - start))
-        };
+        Ok(scan)
+    }
 
-        // Relocations of code sections.
-        let mut relocated: HashSet<(usize, usize)> = HashSet::new(); // (function, insn) with a relocation
+    /// Applies the relocations of code sections to `functions`. Returns the (function, insn)
+    /// pairs that carry a relocation.
+    fn relocate(
+        &self,
+        code_sections: &[(usize, Option<ProgramKind>)],
+        ranges: &FunctionRanges,
+        targets: &MapTargets,
+        maps: &[MapSpec],
+        functions: &mut [Function],
+    ) -> Result<HashSet<(usize, usize)>> {
+        let mut relocated: HashSet<(usize, usize)> = HashSet::new();
         for sh in self.sections.iter() {
             if sh.sh_type(LE) != object::elf::SHT_REL {
                 continue;
@@ -663,7 +624,8 @@ impl<'a> Parser<'a> {
                     )));
                 }
                 let at = (offset / 8) as usize;
-                let (function, insn) = find_function(target, at)
+                let (function, insn) = ranges
+                    .find(target, at)
                     .ok_or_else(|| rerr(format!("instruction {at} is not inside any function")))?;
                 let code = functions[function].insns[insn];
                 let (sym, sym_name, sym_section) = self
@@ -680,12 +642,12 @@ impl<'a> Parser<'a> {
                         let off = off
                             .ok_or_else(|| rerr(format!("negative offset into `{sym_name}`")))?
                             as u64;
-                        if Some(sym_section.0) == maps_section {
-                            let map = *map_at_offset.get(&off).ok_or_else(|| {
+                        if Some(sym_section.0) == targets.maps_section {
+                            let map = *targets.map_at_offset.get(&off).ok_or_else(|| {
                                 rerr(format!("`{sym_name}`+{off} is not a map in `.maps`"))
                             })?;
                             Target::MapFd { map }
-                        } else if let Some(&map) = data_map_of_section.get(&sym_section.0) {
+                        } else if let Some(&map) = targets.data_map_of_section.get(&sym_section.0) {
                             if off >= u64::from(maps[map].value_size) {
                                 return Err(rerr(format!(
                                     "offset {off} past the end of `{}`",
@@ -706,7 +668,7 @@ impl<'a> Parser<'a> {
                         let callee = usize::try_from(callee).map_err(|_| {
                             rerr(format!("call to `{sym_name}` before its section"))
                         })?;
-                        match find_function(sym_section.0, callee) {
+                        match ranges.find(sym_section.0, callee) {
                             Some((f, 0)) => Target::Call { function: f },
                             _ => {
                                 return Err(rerr(format!(
@@ -726,73 +688,74 @@ impl<'a> Parser<'a> {
                 functions[function].relocs.push(Reloc { insn, target });
             }
         }
+        Ok(relocated)
+    }
 
-        // Calls between functions of one section carry no relocation: resolve them here.
-        for (&section, r) in &ranges {
-            for &(start, _, f) in r {
-                for (insn, code) in functions[f].insns.clone().iter().enumerate() {
-                    if !code.is_pseudo_call() || relocated.contains(&(f, insn)) {
-                        continue;
-                    }
-                    let callee = (start + insn) as i64 + i64::from(code.imm) + 1;
-                    let target = usize::try_from(callee)
-                        .ok()
-                        .and_then(|c| find_function(section, c));
-                    match target {
-                        Some((callee, 0)) => functions[f].relocs.push(Reloc {
-                            insn,
-                            target: Target::Call { function: callee },
-                        }),
-                        _ => {
-                            return Err(Error::Relocation {
-                                section: functions[f].section.clone(),
-                                reason: format!(
-                                    "call at instruction {insn} of `{}` does not reach a function",
-                                    functions[f].name
-                                ),
-                            })
-                        }
+    /// `.BTF` with its data sections' sizes and variable offsets filled in, ready for
+    /// BPF_BTF_LOAD; `None` (logged) when it cannot be prepared.
+    fn kernel_btf(&self, btf: &Btf) -> Option<Vec<u8>> {
+        let size_of = |name: &str| {
+            self.secs
+                .iter()
+                .flatten()
+                .find(|s| s.name == name)
+                .and_then(|s| u32::try_from(s.size).ok())
+        };
+        let var_offset = |sec: &str, var: &str| {
+            self.symbols.enumerate().skip(1).find_map(|(i, sym)| {
+                let (_, name, section) = self.symbol(i).ok()?;
+                let in_sec = self.section(section?).ok()?.name == sec;
+                (in_sec && name == var)
+                    .then(|| u32::try_from(sym.st_value(LE)).ok())
+                    .flatten()
+            })
+        };
+        match btf.for_kernel(size_of, var_offset) {
+            Ok(blob) => Some(blob),
+            Err(e) => {
+                log::debug!("BTF not prepared for the kernel: {e}");
+                None
+            }
+        }
+    }
+}
+
+/// Calls between functions of one section carry no relocation: resolves them (every pseudo
+/// call not in `relocated`).
+fn resolve_local_calls(
+    ranges: &FunctionRanges,
+    relocated: &HashSet<(usize, usize)>,
+    functions: &mut [Function],
+) -> Result<()> {
+    for (&section, r) in &ranges.0 {
+        for &(start, _, f) in r {
+            for (insn, code) in functions[f].insns.clone().iter().enumerate() {
+                if !code.is_pseudo_call() || relocated.contains(&(f, insn)) {
+                    continue;
+                }
+                let callee = (start + insn) as i64 + i64::from(code.imm) + 1;
+                let target = usize::try_from(callee)
+                    .ok()
+                    .and_then(|c| ranges.find(section, c));
+                match target {
+                    Some((callee, 0)) => functions[f].relocs.push(Reloc {
+                        insn,
+                        target: Target::Call { function: callee },
+                    }),
+                    _ => {
+                        return Err(Error::Relocation {
+                            section: functions[f].section.clone(),
+                            reason: format!(
+                                "call at instruction {insn} of `{}` does not reach a function",
+                                functions[f].name
+                            ),
+                        })
                     }
                 }
             }
         }
-
-        let kernel_btf = btf.as_ref().and_then(|btf| {
-            let size_of = |name: &str| {
-                self.secs
-                    .iter()
-                    .flatten()
-                    .find(|s| s.name == name)
-                    .and_then(|s| u32::try_from(s.size).ok())
-            };
-            let var_offset = |sec: &str, var: &str| {
-                self.symbols.enumerate().skip(1).find_map(|(i, sym)| {
-                    let (_, name, section) = self.symbol(i).ok()?;
-                    let in_sec = self.section(section?).ok()?.name == sec;
-                    (in_sec && name == var)
-                        .then(|| u32::try_from(sym.st_value(LE)).ok())
-                        .flatten()
-                })
-            };
-            match btf.for_kernel(size_of, var_offset) {
-                Ok(blob) => Some(blob),
-                Err(e) => {
-                    log::debug!("BTF not prepared for the kernel: {e}");
-                    None
-                }
-            }
-        });
-
-        programs.sort_by(|a: &ProgramSpec, b| (&a.section, &a.name).cmp(&(&b.section, &b.name)));
-        Ok(ObjectSpec {
-            maps,
-            programs,
-            license,
-            globals,
-            functions,
-            kernel_btf,
-        })
     }
+    Ok(())
 }
 
 #[cfg(test)]
