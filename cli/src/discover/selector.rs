@@ -3,11 +3,22 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use kube::core::{Expression, Selector, SelectorExt};
+
 /// A parsed label selector (kubectl syntax): `k=v`, `k==v`, `k!=v`, `k`, `!k`, `k in (a,b)`,
 /// `k notin (a,b)`, joined by commas (AND).
+///
+/// kube-core has selector types but no parser for the string syntax, so the parser is podnet's.
+/// Every requirement it accepts has a [`kube::core::Expression`], so matching is kube's
+/// [`Selector::matches`], the same code kube's own clients match with. The requirements are kept
+/// as written too, for [`Display`](fmt::Display): kube's `in`/`notin` value sets are sorted and
+/// deduplicated, which would print `env in (b,a)` back as `env in (a,b)`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LabelSelector {
+    /// As written (order and repeated values kept).
     requirements: Vec<Requirement>,
+    /// The same requirements as kube's types; they do the matching.
+    selector: Selector,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,12 +31,26 @@ enum Requirement {
     NotIn(String, Vec<String>),
 }
 
+impl Requirement {
+    /// The same requirement as kube's type; each variant has one with the same meaning.
+    fn to_expression(&self) -> Expression {
+        match self {
+            Requirement::Equals(k, v) => Expression::Equal(k.clone(), v.clone()),
+            Requirement::NotEquals(k, v) => Expression::NotEqual(k.clone(), v.clone()),
+            Requirement::Exists(k) => Expression::Exists(k.clone()),
+            Requirement::NotExists(k) => Expression::DoesNotExist(k.clone()),
+            Requirement::In(k, vs) => Expression::In(k.clone(), vs.iter().cloned().collect()),
+            Requirement::NotIn(k, vs) => Expression::NotIn(k.clone(), vs.iter().cloned().collect()),
+        }
+    }
+}
+
 impl LabelSelector {
     /// Parses a selector; an empty one matches everything.
     pub fn parse(s: &str) -> Result<LabelSelector, String> {
         let mut requirements = Vec::new();
         if s.trim().is_empty() {
-            return Ok(LabelSelector { requirements });
+            return Ok(LabelSelector::from_requirements(requirements));
         }
         let mut depth = 0i32;
         let mut start = 0;
@@ -53,19 +78,23 @@ impl LabelSelector {
         for term in terms {
             requirements.push(parse_requirement(term.trim())?);
         }
-        Ok(LabelSelector { requirements })
+        Ok(LabelSelector::from_requirements(requirements))
+    }
+
+    fn from_requirements(requirements: Vec<Requirement>) -> LabelSelector {
+        let selector = requirements
+            .iter()
+            .map(Requirement::to_expression)
+            .collect();
+        LabelSelector {
+            requirements,
+            selector,
+        }
     }
 
     /// Whether a pod with these labels is selected.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.requirements.iter().all(|r| match r {
-            Requirement::Equals(k, v) => labels.get(k) == Some(v),
-            Requirement::NotEquals(k, v) => labels.get(k) != Some(v),
-            Requirement::Exists(k) => labels.contains_key(k),
-            Requirement::NotExists(k) => !labels.contains_key(k),
-            Requirement::In(k, vs) => labels.get(k).is_some_and(|v| vs.contains(v)),
-            Requirement::NotIn(k, vs) => !labels.get(k).is_some_and(|v| vs.contains(v)),
-        })
+        self.selector.matches(labels)
     }
 }
 
@@ -252,5 +281,14 @@ mod tests {
         let s = LabelSelector::parse("app=web, tier!=db,env in (a, b),!x,y").unwrap();
         assert_eq!(s.to_string(), "app=web,tier!=db,env in (a,b),!x,y");
         assert_eq!(LabelSelector::parse(&s.to_string()).unwrap(), s);
+    }
+
+    #[test]
+    fn selector_display_keeps_the_written_value_order() {
+        // kube's expression sets would sort these; podnet prints them as written.
+        let s = LabelSelector::parse("env in (b,a,b),x notin (z,y)").unwrap();
+        assert_eq!(s.to_string(), "env in (b,a,b),x notin (z,y)");
+        assert!(s.matches(&labels(&[("env", "a")])));
+        assert!(!s.matches(&labels(&[("env", "a"), ("x", "y")])));
     }
 }
