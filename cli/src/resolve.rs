@@ -20,6 +20,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use podnet_loader::mountinfo;
+
 use crate::model::PodInfo;
 
 /// How deep below the cgroup2 root [`scan`] looks. Real trees are at most ~10 levels deep even for
@@ -37,7 +39,7 @@ pub struct Mounts {
 }
 
 impl Mounts {
-    /// Parses the text of a `/proc/<pid>/mountinfo` file.
+    /// Parses the text of a `/proc/<pid>/mountinfo` file (with [`podnet_loader::mountinfo`]).
     ///
     /// When several mounts of a hierarchy exist, the one that shows the most of it wins: a mount
     /// whose root lies above this process's cgroup namespace (root `/../..`, e.g. the host's
@@ -47,22 +49,19 @@ impl Mounts {
     pub fn from_mountinfo(text: &str) -> Mounts {
         let mut cgroup2: Option<(RootRank, PathBuf)> = None;
         let mut memory_v1: Option<(RootRank, PathBuf)> = None;
-        for line in text.lines() {
-            let Some(entry) = MountinfoLine::parse(line) else {
-                continue;
-            };
-            let slot = match entry.fstype {
+        for entry in mountinfo::parse(text) {
+            let slot = match entry.fs_type.as_str() {
                 "cgroup2" => &mut cgroup2,
-                "cgroup" if entry.super_options.split(',').any(|o| o == "memory") => &mut memory_v1,
+                "cgroup" if entry.has_super_option("memory") => &mut memory_v1,
                 _ => continue,
             };
-            let rank = RootRank::of(entry.root);
+            let rank = RootRank::of(&entry.root);
             let better = match slot {
                 None => true,
                 Some((best, _)) => rank > *best,
             };
             if better {
-                *slot = Some((rank, PathBuf::from(unescape_mountinfo(entry.mount_point))));
+                *slot = Some((rank, entry.mount_point));
             }
         }
         Mounts {
@@ -105,65 +104,6 @@ impl RootRank {
             shallowness: -((comps.len() - above) as isize),
         }
     }
-}
-
-/// The fields of one mountinfo line that podnet needs.
-struct MountinfoLine<'a> {
-    root: &'a str,
-    mount_point: &'a str,
-    fstype: &'a str,
-    super_options: &'a str,
-}
-
-impl<'a> MountinfoLine<'a> {
-    /// `36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue`
-    fn parse(line: &'a str) -> Option<Self> {
-        let (left, right) = line.split_once(" - ")?;
-        let mut l = left.split(' ');
-        let _id = l.next()?;
-        let _parent = l.next()?;
-        let _dev = l.next()?;
-        let root = l.next()?;
-        let mount_point = l.next()?;
-        let mut r = right.split(' ');
-        let fstype = r.next()?;
-        let _source = r.next()?;
-        let super_options = r.next().unwrap_or("");
-        Some(MountinfoLine {
-            root,
-            mount_point,
-            fstype,
-            super_options,
-        })
-    }
-}
-
-/// Decodes the octal escapes (`\040` space, `\011` tab, `\012` newline, `\134` backslash) the
-/// kernel writes in mountinfo paths.
-fn unescape_mountinfo(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
-                .iter()
-                .all(|b| (b'0'..=b'7').contains(b))
-        {
-            let v = (bytes[i + 1] - b'0') as u32 * 64
-                + (bytes[i + 2] - b'0') as u32 * 8
-                + (bytes[i + 3] - b'0') as u32;
-            if let Ok(b) = u8::try_from(v) {
-                out.push(b);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Errors of [`scan_mounts`].

@@ -32,8 +32,9 @@
 mod btf;
 mod elf;
 mod error;
-mod fs;
+mod kernel_files;
 mod map;
+pub mod mountinfo;
 mod object;
 pub mod probe;
 mod program;
@@ -43,7 +44,7 @@ mod uapi;
 
 pub use elf::{GlobalVar, MapKind, MapSpec, ObjectSpec, ProgramKind, ProgramSpec};
 pub use error::{Error, Result};
-pub use fs::{
+pub use kernel_files::{
     bpffs_dir, parse_cpu_list, possible_cpus, tracefs_dir, tracepoint_exists, tracepoint_id,
 };
 pub use map::{Keys, Map, BPF_ANY, BPF_EXIST, BPF_NOEXIST};

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::elf::MapSpec;
 use crate::error::{Error, Result};
-use crate::fs::is_on_bpffs;
+use crate::kernel_files::is_on_bpffs;
 use crate::sys::{self, MapFd};
 use crate::uapi::MapType;
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::elf::{ProgramKind, ProgramSpec};
 use crate::error::{Error, Result};
-use crate::fs::tracepoint_id;
+use crate::kernel_files::tracepoint_id;
 use crate::map::pin_fd;
 use crate::reloc::Insn;
 use crate::sys;

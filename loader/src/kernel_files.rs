@@ -1,10 +1,11 @@
-//! The kernel's pseudo-files the loader depends on: possible CPUs, mount points of tracefs and
-//! bpffs (found in /proc/self/mountinfo), tracepoint ids.
+//! The kernel's pseudo-files the loader reads: possible CPUs (sysfs), mount points of tracefs and
+//! bpffs (`/proc/self/mountinfo`, parsed by [`crate::mountinfo`]), tracepoint ids (tracefs).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
+use crate::mountinfo;
 use crate::sys;
 
 /// Parses a kernel CPU list such as `0-3` or `0,2-3\n` into CPU numbers.
@@ -46,47 +47,13 @@ pub fn possible_cpus() -> Result<usize> {
     Ok(*CPUS.get_or_init(|| n))
 }
 
-/// Decodes the octal escapes (`\040` for space) of a mountinfo path.
-fn unescape(field: &str) -> String {
-    let b = field.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let octal = (b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)))
-        .then(|| {
-            b[i + 1..i + 4]
-                .iter()
-                .fold(0u32, |n, c| n * 8 + u32::from(c - b'0'))
-        })
-        .and_then(|n| u8::try_from(n).ok());
-        if let Some(byte) = octal {
-            out.push(byte);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Mount points of every filesystem of type `fstype` in a mountinfo text, in order.
-pub fn mount_points(mountinfo: &str, fstype: &str) -> Vec<PathBuf> {
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let mount_point = left.split(' ').nth(4)?;
-            (right.split(' ').next()? == fstype).then(|| PathBuf::from(unescape(mount_point)))
-        })
-        .collect()
-}
-
-fn mountinfo() -> Result<String> {
-    const PATH: &str = "/proc/self/mountinfo";
-    std::fs::read_to_string(PATH).map_err(|e| Error::io(PATH, e))
+/// Mount points of the file systems of type `fs_type` in /proc/self/mountinfo, in order.
+fn mounted(fs_type: &str) -> Result<Vec<PathBuf>> {
+    Ok(mountinfo::read_self()?
+        .into_iter()
+        .filter(|m| m.fs_type == fs_type)
+        .map(|m| m.mount_point)
+        .collect())
 }
 
 /// The tracefs directory (the one holding `events/`). Looks in /proc/self/mountinfo, then at
@@ -97,7 +64,7 @@ pub fn tracefs_dir() -> Result<PathBuf> {
     if let Some(d) = DIR.get() {
         return Ok(d.clone());
     }
-    let mut candidates = mount_points(&mountinfo()?, "tracefs");
+    let mut candidates = mounted("tracefs")?;
     candidates.push("/sys/kernel/tracing".into());
     candidates.push("/sys/kernel/debug/tracing".into());
     let found = candidates.into_iter().find(|d| d.join("events").is_dir());
@@ -159,7 +126,7 @@ pub fn tracepoint_exists(category: &str, event: &str) -> Result<bool> {
 /// when there is none and we are root, bpffs is mounted at `/sys/fs/bpf`.
 pub fn bpffs_dir() -> Result<PathBuf> {
     let default = Path::new("/sys/fs/bpf");
-    let mounts = mount_points(&mountinfo()?, "bpf");
+    let mounts = mounted("bpf")?;
     if let Some(dir) = mounts
         .iter()
         .find(|m| m.as_path() == default)
@@ -200,29 +167,5 @@ mod tests {
         for bad in ["", "\n", "a", "3-1", "0-", "-1", "0,,x"] {
             assert!(parse_cpu_list(bad).is_err(), "{bad:?} parsed");
         }
-    }
-
-    #[test]
-    fn mountinfo_lookup() {
-        let text = "\
-22 1 0:21 / /sys rw,nosuid shared:7 - sysfs sysfs rw
-30 22 0:26 / /sys/fs/cgroup/unified rw shared:9 - cgroup2 cgroup2 rw,nsdelegate
-41 22 0:12 / /sys/kernel/tracing rw,nosuid shared:18 - tracefs tracefs rw
-42 22 0:35 / /sys/fs/bpf rw - bpf bpf rw,mode=700
-43 22 0:36 / /tmp/with\\040space rw master:1 - bpf none rw
-";
-        assert_eq!(
-            mount_points(text, "tracefs"),
-            vec![PathBuf::from("/sys/kernel/tracing")]
-        );
-        assert_eq!(
-            mount_points(text, "bpf"),
-            vec![
-                PathBuf::from("/sys/fs/bpf"),
-                PathBuf::from("/tmp/with space")
-            ]
-        );
-        assert!(mount_points(text, "debugfs").is_empty());
-        assert!(mount_points("garbage\n\n - \n", "bpf").is_empty());
     }
 }
