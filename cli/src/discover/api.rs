@@ -1,5 +1,8 @@
 //! The API client: list this node's pods, and classify failures (unreachable, 401, 403, 5xx, TLS).
 
+use std::error::Error as StdError;
+use std::io;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use super::wire::{pod_info, WirePodList};
@@ -15,6 +18,7 @@ pub(super) fn tune(config: &mut kube::Config, t: Timeouts) {
     config.default_retry = false;
 }
 
+/// How a list request failed.
 pub(super) enum ApiFailure {
     /// Connection refused, DNS failure, timeout: fall back.
     Unreachable(String),
@@ -22,11 +26,14 @@ pub(super) enum ApiFailure {
     Fatal(kube::Error),
 }
 
+/// Lists the pods on `opts.node`; the whole request is bounded by `timeouts.request`.
 pub(super) async fn list_from_api(
     config: kube::Config,
     opts: &DiscoverOptions,
-    request_timeout: Duration,
+    timeouts: Timeouts,
 ) -> Result<Vec<PodInfo>, ApiFailure> {
+    let request_timeout = timeouts.request;
+    let host = config.cluster_url.host().map(str::to_string);
     let client = kube::Client::try_from(config).map_err(ApiFailure::Fatal)?;
     let path = match &opts.namespace {
         Some(ns) => format!("/api/v1/namespaces/{ns}/pods"),
@@ -47,10 +54,12 @@ pub(super) async fn list_from_api(
                 )))
             }
             Ok(Err(e)) => {
-                return Err(match unreachable_reason(&e) {
-                    Some(r) => ApiFailure::Unreachable(r),
-                    None => ApiFailure::Fatal(e),
-                })
+                return Err(
+                    match unreachable_reason(&e, host.as_deref(), timeouts.connect).await {
+                        Some(r) => ApiFailure::Unreachable(r),
+                        None => ApiFailure::Fatal(e),
+                    },
+                )
             }
             Ok(Ok(l)) => l,
         };
@@ -64,15 +73,29 @@ pub(super) async fn list_from_api(
         .collect())
 }
 
-/// `Some(reason)` when the error means the server could not be reached at all.
-fn unreachable_reason(e: &kube::Error) -> Option<String> {
+/// `Some(reason)` when the error means the server could not be reached at all, decided from the
+/// errors' types, never their text:
+/// - a `std::io::Error` whose kind says the connection was refused, timed out (hyper-timeout's
+///   connect timeout is one) or had no route;
+/// - a `tokio` timeout;
+/// - a hyper connect error (`hyper_util::client::legacy::Error::is_connect`) while `host`, a
+///   name, does not resolve: a DNS failure. hyper-util's connector wraps both its DNS and its TLS
+///   failures in a private type, and std reports a failed lookup with no `ErrorKind` of its own,
+///   so the failed connection is told apart from a TLS failure (a misconfiguration, not a
+///   fallback) by resolving `host` once more, bounded by `dns_timeout`.
+async fn unreachable_reason(
+    e: &kube::Error,
+    host: Option<&str>,
+    dns_timeout: Duration,
+) -> Option<String> {
     if !matches!(e, kube::Error::HyperError(_) | kube::Error::Service(_)) {
         return None;
     }
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut connect_error: Option<&hyper_util::client::legacy::Error> = None;
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
     while let Some(c) = cur {
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::*;
+        if let Some(io) = c.downcast_ref::<io::Error>() {
+            use io::ErrorKind::*;
             match io.kind() {
                 ConnectionRefused => return Some("connection refused".into()),
                 TimedOut => return Some(format!("timed out: {io}")),
@@ -82,16 +105,35 @@ fn unreachable_reason(e: &kube::Error) -> Option<String> {
                 _ => {}
             }
         }
-        let text = c.to_string();
-        if text.contains("dns error") || text.contains("failed to lookup address") {
-            return Some(format!("DNS lookup failed: {}", error_chain(c)));
-        }
         if c.is::<tokio::time::error::Elapsed>() {
             return Some("timed out".into());
         }
+        if let Some(h) = c.downcast_ref::<hyper_util::client::legacy::Error>() {
+            if h.is_connect() && connect_error.is_none() {
+                connect_error = Some(h);
+            }
+        }
         cur = c.source();
     }
-    None
+    let connect_error = connect_error?;
+    let host = host?.trim_start_matches('[').trim_end_matches(']');
+    if host.parse::<IpAddr>().is_ok() || resolves(host, dns_timeout).await {
+        return None;
+    }
+    // The connector's own error ("dns error") and the resolver's, below the client's wrapper.
+    let detail = match connect_error.source() {
+        Some(c) => error_chain(c),
+        None => error_chain(connect_error),
+    };
+    Some(format!("DNS lookup failed: {detail}"))
+}
+
+/// Whether `host` resolves to at least one address within `timeout`.
+async fn resolves(host: &str, timeout: Duration) -> bool {
+    match tokio::time::timeout(timeout, tokio::net::lookup_host((host, 0))).await {
+        Ok(Ok(mut addrs)) => addrs.next().is_some(),
+        Ok(Err(_)) | Err(_) => false,
+    }
 }
 
 pub(super) fn classify_fatal(e: kube::Error, server: &str) -> DiscoverError {
@@ -134,7 +176,9 @@ pub(super) fn classify_fatal(e: kube::Error, server: &str) -> DiscoverError {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{discover_inner, ConfigEnv, Source};
+    use std::path::PathBuf;
+
+    use super::super::{discover_inner, ConfigEnv, Discovery, Source};
     use super::*;
 
     /// A server that accepts connections and never answers: discovery gives up within the
@@ -207,5 +251,83 @@ mod tests {
             "{}",
             d.warnings[0]
         );
+    }
+
+    fn kubeconfig(server: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster:\n    server: {server}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\nusers:\n- name: u\n  user: {{}}\n"
+        )
+    }
+
+    /// Discovery against `server` with short timeouts, the cgroup scan rooted in an empty tree.
+    async fn discover_at(server: &str, tag: &str) -> (Result<Discovery, DiscoverError>, PathBuf) {
+        let tmp = std::env::temp_dir().join(format!("podnet-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(tmp.join("cg")).unwrap();
+        let cfg = tmp.join("kubeconfig");
+        std::fs::write(&cfg, kubeconfig(server)).unwrap();
+        let opts = DiscoverOptions {
+            kubeconfig: Some(cfg),
+            node: "n".into(),
+            cgroup2: Some(tmp.join("cg")),
+            ..DiscoverOptions::default()
+        };
+        let t = Timeouts {
+            connect: Duration::from_secs(2),
+            request: Duration::from_secs(5),
+        };
+        // The outer bound only keeps a broken build from hanging the suite.
+        let d = tokio::time::timeout(
+            Duration::from_secs(120),
+            discover_inner(&opts, &ConfigEnv::default(), t),
+        )
+        .await
+        .expect("discovery is bounded by its timeouts");
+        let _ = std::fs::remove_dir_all(&tmp);
+        (d, tmp.join("cg"))
+    }
+
+    /// A server name that does not resolve (`.invalid` never does, RFC 6761) is an unreachable
+    /// server: discovery falls back to the cgroup scan and says the lookup failed.
+    #[tokio::test]
+    async fn unresolvable_server_name_falls_back() {
+        let server = "http://podnet-no-such-host.invalid:6443";
+        let (d, root) = discover_at(server, "nodns").await;
+        let d = d.unwrap();
+        assert_eq!(d.source, Source::CgroupScan { root });
+        let w = &d.warnings[0];
+        assert!(
+            w.starts_with(&format!(
+                "cannot reach the Kubernetes API server at {server} ("
+            )),
+            "{w}"
+        );
+        // A resolver that never answers ends in the connect timeout instead.
+        assert!(
+            w.contains("(DNS lookup failed: dns error: ") || w.contains("(timed out"),
+            "{w}"
+        );
+    }
+
+    /// A TLS failure is a connect error too, but the server was reached: with a server name that
+    /// resolves it stays an error, not a fallback (the DNS check must not swallow it).
+    #[tokio::test]
+    async fn tls_failure_to_a_resolvable_name_is_an_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                use std::io::{Read, Write};
+                let Ok(mut conn) = conn else { return };
+                let mut buf = [0u8; 1024];
+                let _ = conn.read(&mut buf);
+                let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+            }
+        });
+        let server = format!("https://localhost:{port}");
+        let (d, _) = discover_at(&server, "tls-name").await;
+        match d {
+            Err(DiscoverError::Transport { server: got, .. }) => assert_eq!(got, server),
+            other => panic!("expected Transport, got {other:?}"),
+        }
     }
 }

@@ -309,7 +309,7 @@ async fn discover_inner(
         .to_string()
         .trim_end_matches('/')
         .to_string();
-    match list_from_api(config, opts, timeouts.request).await {
+    match list_from_api(config, opts, timeouts).await {
         Ok(pods) => Ok(Discovery {
             pods,
             warnings,
