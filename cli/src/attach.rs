@@ -131,7 +131,7 @@ pub struct KernelVariant {
     /// (`bpf_get_current_ancestor_cgroup_id` in tracing programs; not on 5.10).
     pub tracepoint_ancestors: bool,
     /// The counters map must be preallocated: the file-open tracepoints use it, and this kernel
-    /// lets tracing programs use only preallocated hash maps safely (5.10, PREEMPT_RT kernels).
+    /// lets tracing programs use only preallocated hash maps safely (before 6.1).
     pub preallocate_counters: bool,
 }
 
@@ -166,17 +166,21 @@ impl KernelVariant {
             }
             Ok(other) => bail!("PODNET_SOCKET_OWNER={other}: expected auto or cookie"),
         };
-        // Tracing programs and hash maps that allocate at run time: 5.10 calls the pair unsafe
-        // (with a WARN in the kernel log), PREEMPT_RT kernels refuse it. There the counters map
-        // is preallocated (memory for its whole capacity up front).
+        // Tracing programs and hash maps that allocate at run time: before 6.1 the kernel calls
+        // the pair unsafe (5.10 loads it with a WARN splat in its log, PREEMPT_RT kernels refuse
+        // it). There the counters map is preallocated (memory for its whole capacity up front).
+        // The probe asks for perf_event programs, which such kernels refuse without a splat.
         let counters = spec.map("counters")?;
+        let preallocate_counters = !podnet_loader::probe::map_usable(
+            podnet_loader::ProgType::PerfEvent,
+            counters.map_type,
+            counters.flags,
+        )
+        .context("probing whether tracing programs take run-time allocated maps")?;
         let tracepoint = ProgramKind::Tracepoint {
             category: "syscalls".into(),
             event: "sys_enter_openat".into(),
         };
-        let preallocate_counters =
-            !podnet_loader::probe::map_usable(&tracepoint, counters.map_type, counters.flags)
-                .context("probing whether tracepoint programs take run-time allocated maps")?;
         let tracepoint_ancestors = probe(tracepoint.clone(), Helper::GetCurrentAncestorCgroupId)?;
         Ok(KernelVariant {
             socket_owner,
@@ -258,6 +262,13 @@ impl Tracker {
     /// The loaded object: its programs and maps (for benchmarks and diagnostics).
     pub fn object(&self) -> &Object {
         &self.object
+    }
+
+    /// Takes the file-open tracepoint links out of the tracker, for the benchmark that times
+    /// closing them. Dropping them detaches the file-open programs; the tracker then no longer
+    /// counts file opens.
+    pub fn take_tracepoint_links(&mut self) -> Vec<Link> {
+        std::mem::take(&mut self.tracepoint_links)
     }
 
     fn map(&self, name: &str) -> &Map {

@@ -89,13 +89,18 @@ struct Answer {
     log: String,
 }
 
-/// Loads `insns` as a program of `kind`. `Err` only for EPERM: the probe cannot answer
+/// Loads `insns` as a program of type `prog_type`. `Err` only for EPERM: the probe cannot answer
 /// without privileges.
-fn try_load(kind: &ProgramKind, insns: &[Insn], what: &str) -> Result<Answer> {
+fn try_load(
+    prog_type: ProgType,
+    attach_type: Option<AttachType>,
+    insns: &[Insn],
+    what: &str,
+) -> Result<Answer> {
     let license = CString::new("GPL").expect("no NUL");
     let attr = sys::ProgLoad {
-        prog_type: kind.prog_type(),
-        expected_attach_type: kind.expected_attach_type(),
+        prog_type,
+        expected_attach_type: attach_type,
         insns,
         license: &license,
         name: "podnet_probe",
@@ -107,22 +112,25 @@ fn try_load(kind: &ProgramKind, insns: &[Insn], what: &str) -> Result<Answer> {
             return Err(Error::sys(format!("probe for {what}"), e));
         }
         Err(e) => {
-            log::debug!("probe {what} in {kind:?}: {e}");
+            log::debug!("probe {what} in {prog_type:?}: {e}");
             false
         }
     };
     let log = crate::program::log_tail(&log, 5);
-    log::debug!("probe {what} in {kind:?}: loaded = {loaded}: {log}");
+    log::debug!("probe {what} in {prog_type:?}: loaded = {loaded}: {log}");
     Ok(Answer { loaded, log })
 }
 
-/// Whether programs of `kind` may use a map of `map_type` created with `flags` (cached): the
-/// kernel loads a program referencing it and does not call the pair unsafe. Tracing programs
-/// with hash maps made with `BPF_F_NO_PREALLOC` are refused on PREEMPT_RT kernels and, on 5.10,
-/// accepted with "trace type programs with run-time allocated hash maps are unsafe" in the log
-/// and a WARN splat in the kernel log: both count as not usable.
-pub fn map_usable(kind: &ProgramKind, map_type: MapType, flags: u32) -> Result<bool> {
-    let question = Question::Map(kind.prog_type(), map_type, flags);
+/// Whether programs of type `prog_type` may use a map of `map_type` created with `flags`
+/// (cached): the kernel loads a program that references it.
+///
+/// To ask whether tracing programs may use hash maps that allocate at run time
+/// (`BPF_F_NO_PREALLOC`), ask for [`ProgType::PerfEvent`]: kernels before 6.1 refuse that pair
+/// outright, and from 6.1, which gave BPF its own allocator, every tracing type may use them. Do
+/// not ask for [`ProgType::Tracepoint`]: 5.10 accepts it with a WARN splat in the kernel log
+/// (fatal under `panic_on_warn`), a cost no probe may have.
+pub fn map_usable(prog_type: ProgType, map_type: MapType, flags: u32) -> Result<bool> {
+    let question = Question::Map(prog_type, map_type, flags);
     cached(question, || {
         let what = format!("map type {} with flags {flags:#x}", map_type.value());
         let map = sys::memlock_retry(|| {
@@ -137,8 +145,8 @@ pub fn map_usable(kind: &ProgramKind, map_type: MapType, flags: u32) -> Result<b
             })
         })
         .map_err(|e| Error::sys(format!("create a map for the probe of {what}"), e))?;
-        let answer = try_load(kind, &map_reference_program(map.as_fd().as_raw_fd()), &what)?;
-        Ok(answer.loaded && !answer.log.contains("unsafe"))
+        let insns = map_reference_program(map.as_fd().as_raw_fd());
+        Ok(try_load(prog_type, None, &insns, &what)?.loaded)
     })
 }
 
@@ -181,7 +189,12 @@ fn map_reference_program(map_fd: i32) -> [Insn; 4] {
 pub fn helper_available(kind: &ProgramKind, helper: Helper) -> Result<bool> {
     let question = Question::Helper(kind.prog_type(), kind.expected_attach_type(), helper);
     cached(question, || {
-        let answer = try_load(kind, &probe_program(helper), &format!("{helper:?}"))?;
+        let answer = try_load(
+            kind.prog_type(),
+            kind.expected_attach_type(),
+            &probe_program(helper),
+            &format!("{helper:?}"),
+        )?;
         // The helper exists for the type when the verifier got past looking it up.
         Ok(answer.loaded
             || !(answer.log.contains("unknown func") || answer.log.contains("invalid func")))

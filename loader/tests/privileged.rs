@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use podnet_loader::probe::{helper_available, map_usable, Helper};
+use podnet_loader::ProgType;
 use podnet_loader::{
     bpffs_dir, possible_cpus, query_cgroup_programs, AttachType, Error, LinkKind, Map, MapType,
     Object, ObjectSpec, ProgramKind, BPF_ANY, BPF_NOEXIST,
@@ -674,8 +675,15 @@ fn probes_answer_what_every_supported_kernel_has_and_lacks() {
         "sockops and bpf_get_current_cgroup_id on {}",
         release.trim()
     );
-    // A preallocated per-CPU hash (BPF_MAP_TYPE_PERCPU_HASH, flags 0) suits tracepoints everywhere.
-    assert!(map_usable(&tracepoint, MapType::PercpuHash, 0).unwrap());
+    // A preallocated per-CPU hash (BPF_MAP_TYPE_PERCPU_HASH, flags 0) suits tracing programs
+    // everywhere; one that allocates at run time only from 6.1 (BPF's own allocator).
+    assert!(map_usable(ProgType::PerfEvent, MapType::PercpuHash, 0).unwrap());
+    assert_eq!(
+        map_usable(ProgType::PerfEvent, MapType::PercpuHash, 1).unwrap(),
+        version >= (6, 1),
+        "perf_event programs and a BPF_F_NO_PREALLOC hash on {}",
+        release.trim()
+    );
     // The answers agree with a real load: the variant chosen from the probes loads...
     let mut spec = podnet_spec_for_this_kernel();
     Object::load(&spec).expect("the probed variant loads");
@@ -695,19 +703,6 @@ fn probes_answer_what_every_supported_kernel_has_and_lacks() {
             other => panic!("expected the verifier to refuse the 6.4 sockops variant: {other:?}"),
         }
     }
-    if !map_usable(&tracepoint, MapType::PercpuHash, 1).unwrap() {
-        let mut spec = podnet_spec_for_this_kernel();
-        spec.map_mut("counters").unwrap().flags |= 1;
-        match Object::load(&spec) {
-            Err(Error::Verifier {
-                program, reason, ..
-            }) => {
-                assert_eq!(program, "podnet_open_enter");
-                assert!(reason.contains("preallocated"), "{reason}");
-            }
-            other => panic!("expected tracepoints to refuse a run-time allocated map: {other:?}"),
-        }
-    }
 }
 
 fn open_tracepoint() -> ProgramKind {
@@ -719,14 +714,14 @@ fn open_tracepoint() -> ProgramKind {
 
 /// podnet's object with the variant this kernel loads, chosen from the probes as podnet does:
 /// the 6.4 sockops variant where sockops may read the current cgroup, and a preallocated
-/// counters map where tracepoints refuse one that allocates at run time.
+/// counters map where tracing programs may not use one that allocates at run time.
 fn podnet_spec_for_this_kernel() -> ObjectSpec {
     let mut spec = ObjectSpec::parse(PODNET).unwrap();
     let sockops_cgroup =
         helper_available(&ProgramKind::SockOps, Helper::GetCurrentCgroupId).unwrap();
     spec.set_global("sockops_current_cgroup", &[sockops_cgroup as u8])
         .unwrap();
-    if !map_usable(&open_tracepoint(), MapType::PercpuHash, 1).unwrap() {
+    if !map_usable(ProgType::PerfEvent, MapType::PercpuHash, 1).unwrap() {
         spec.map_mut("counters").unwrap().flags &= !1;
     }
     spec
