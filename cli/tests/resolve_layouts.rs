@@ -221,19 +221,29 @@ fn hybrid_host_whose_pods_live_in_v1_only() {
         return;
     }
     let tree = CgroupTree::new("resolve-v1only").unwrap();
-    let Some(memcg_root) = tree.memcg_root().map(PathBuf::from) else {
-        eprintln!("no cgroup v1 memory hierarchy on this host: nothing to check");
-        return;
-    };
     let uid = new_uid();
+    let cid = new_container_id();
     SandboxPod::create(
         &tree,
         Layout::Cgroupfs,
         &uid,
         Qos::Burstable,
-        &[("app", &new_container_id())],
+        &[("app", &cid)],
     )
     .unwrap();
+    // A hybrid host has a v1 memory hierarchy where the sandbox made the pod's twin. A unified
+    // host (every kernel of `make test-kernels`) gets a v1 hierarchy of its own: a named one,
+    // with no controller, holding the pod in the cgroupfs layout.
+    let own_v1 = match tree.memcg_root() {
+        Some(_) => None,
+        None => Some(NamedV1Hierarchy::mount(&format!(
+            "kubepods/burstable/pod{uid}/{cid}"
+        ))),
+    };
+    let memcg_root = match &own_v1 {
+        Some(v1) => v1.root.clone(),
+        None => tree.memcg_root().map(PathBuf::from).unwrap(),
+    };
     // Pretend the v2 tree is an empty subtree: the pod directories exist only in the v1 twin.
     let empty_v2 = tree.create("empty-v2").unwrap();
     let mounts = Mounts {
@@ -270,4 +280,53 @@ fn hybrid_host_whose_pods_live_in_v1_only() {
         "{}",
         r.warnings[1]
     );
+}
+
+/// A cgroup v1 hierarchy with no controller (`-o none,name=…`) mounted on a temporary directory,
+/// holding one path of cgroups; all removed, deepest first, then unmounted on drop (a v1
+/// hierarchy with cgroups left in it would outlive its mount).
+struct NamedV1Hierarchy {
+    root: PathBuf,
+    made: Vec<PathBuf>,
+}
+
+impl NamedV1Hierarchy {
+    fn mount(path: &str) -> NamedV1Hierarchy {
+        let root = std::env::temp_dir().join(format!("podnet-test-v1-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        let name = format!("name=podnet-test-{}", std::process::id());
+        let status = std::process::Command::new("mount")
+            .args(["-t", "cgroup", "-o", &format!("none,{name}"), "cgroup"])
+            .arg(&root)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "mounting a named cgroup v1 hierarchy on {}",
+            root.display()
+        );
+        let mut v1 = NamedV1Hierarchy {
+            root,
+            made: Vec::new(),
+        };
+        let mut dir = v1.root.clone();
+        for part in path.split('/') {
+            dir.push(part);
+            std::fs::create_dir(&dir).unwrap();
+            v1.made.push(dir.clone());
+        }
+        v1
+    }
+}
+
+impl Drop for NamedV1Hierarchy {
+    fn drop(&mut self) {
+        for dir in self.made.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+        let _ = std::process::Command::new("umount")
+            .arg(&self.root)
+            .status();
+        let _ = std::fs::remove_dir(&self.root);
+    }
 }

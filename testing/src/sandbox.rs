@@ -60,20 +60,37 @@ const CAP_BPF: u32 = 39;
 ///
 /// Returns true when the process is root (euid 0) with CAP_SYS_ADMIN and CAP_NET_ADMIN (and CAP_BPF
 /// and CAP_PERFMON where the kernel knows them), a cgroup v2 mount exists in /proc/self/mountinfo and
-/// the `ip` tool (iproute2) runs. Otherwise prints `SKIP <test>: <reason>` to stderr and returns
-/// false, except when the environment variable `CI` is set: then it panics with the reason, because
-/// a privileged test skipped in CI is a failure.
+/// the `ip` tool (iproute2) runs. Otherwise it skips (see [`skip`]).
 pub fn require_privileges(test: &str) -> bool {
     match privilege_problem() {
         None => true,
         Some(reason) => {
-            if std::env::var_os("CI").is_some() {
-                panic!("{test}: privileged test cannot run in CI: {reason}");
-            }
-            eprintln!("SKIP {test}: {reason}");
+            skip(test, &format!("privileged test cannot run: {reason}"));
             false
         }
     }
+}
+
+/// Skips a test that cannot run here: prints `SKIP <test>: <reason>` to stderr, except in CI
+/// (the environment variable `CI` set to a true value, as CI services set it), where it panics,
+/// because a test skipped in CI proves nothing.
+pub fn skip(test: &str, reason: &str) {
+    if in_ci() {
+        panic!("{test}: cannot be skipped in CI: {reason}");
+    }
+    eprintln!("SKIP {test}: {reason}");
+}
+
+/// Is `CI` set to a true value (`true`, `1`, `yes`; not `false`, `0`, `no` or empty)?
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| is_true(&v))
+}
+
+fn is_true(v: &str) -> bool {
+    !matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "" | "0" | "false" | "no" | "off"
+    )
 }
 
 /// Returns why privileged tests cannot run, or `None` when they can.
@@ -344,6 +361,16 @@ pub(crate) fn owner_pid(name: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_true_ci_value_counts_as_ci() {
+        for v in ["true", "1", "yes", "TRUE"] {
+            assert!(is_true(v), "{v}");
+        }
+        for v in ["false", "0", "no", "", " ", "False", "off"] {
+            assert!(!is_true(v), "{v:?}");
+        }
+    }
 
     const HYBRID: &str = "\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755

@@ -595,7 +595,11 @@ fn memory_is_charged_to_the_container() {
         (Some(memcg), _) => memcg.join("memory.usage_in_bytes"),
         (None, current) if current.exists() => current,
         _ => {
-            eprintln!("SKIP memory_is_charged_to_the_container: no memory controller for sandbox cgroups on this host");
+            podnet_testing::sandbox::skip(
+                "memory_is_charged_to_the_container",
+                "no memory controller for sandbox cgroups on this host (enable it with \
+                 `echo +memory > <cgroup2 mount>/cgroup.subtree_control`)",
+            );
             return;
         }
     };
