@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::{error_chain, DiscoverError};
 
 /// The parts of the process environment that decide the client configuration. Tests build one by
-/// hand; [`discover`] uses [`ConfigEnv::from_process`].
+/// hand; [`discover`](super::discover) uses [`ConfigEnv::from_process`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConfigEnv {
     /// `KUBECONFIG` (a `:`-separated list).
