@@ -52,3 +52,37 @@ pub use object::Object;
 pub use program::{query_cgroup_programs, Link, LinkKind, Program};
 pub use reloc::Insn;
 pub use uapi::{AttachType, MapType, ProgType};
+
+/// The kernel's struct layouts and constants as the installed uapi headers define them, written
+/// by build.rs with clang: the oracle the unit tests check the loader's own copies against.
+#[cfg(test)]
+mod kernel_layout {
+    include!(concat!(env!("OUT_DIR"), "/kernel_layout.rs"));
+
+    /// `(offset, size)` of a field of `loader/build.rs`'s FIELDS; `None` when the installed
+    /// header lacks it.
+    pub(crate) fn field(key: &str) -> Option<(usize, usize)> {
+        FIELDS
+            .iter()
+            .find(|(k, _)| *k == key)
+            .unwrap_or_else(|| panic!("{key} is not in FIELDS of loader/build.rs: add it"))
+            .1
+    }
+
+    /// A constant of `loader/build.rs`'s CONSTANTS; `None` when the installed headers lack it.
+    pub(crate) fn constant(key: &str) -> Option<u64> {
+        CONSTANTS
+            .iter()
+            .find(|(k, _)| *k == key)
+            .unwrap_or_else(|| panic!("{key} is not in CONSTANTS of loader/build.rs: add it"))
+            .1
+    }
+
+    /// A constant of one of the header's enums; `None` when the installed header lacks it.
+    pub(crate) fn enum_constant(name: &str) -> Option<u64> {
+        ENUM_CONSTANTS
+            .iter()
+            .find(|(_, n, _)| *n == name)
+            .map(|(_, _, v)| *v)
+    }
+}

@@ -270,6 +270,46 @@ mod tests {
         assert!(AttachType::try_from(5).is_err());
     }
 
+    /// Every value against the installed `<linux/bpf.h>` (`$OUT_DIR/kernel_layout.rs`, written
+    /// by build.rs with clang); constants newer than the header are skipped. Every map and
+    /// program type of the header has a name here.
+    #[test]
+    fn values_match_the_installed_uapi_header() {
+        use crate::kernel_layout::{enum_constant, ENUM_CONSTANTS};
+        let named = MapType::ALL
+            .iter()
+            .map(|t| (t.kernel_name(), t.value()))
+            .chain(ProgType::ALL.iter().map(|t| (t.kernel_name(), t.value())))
+            .chain(AttachType::ALL.iter().map(|t| (t.kernel_name(), t.value())));
+        let mut checked = 0;
+        for (name, value) in named {
+            let name = name.unwrap();
+            if let Some(kernel) = enum_constant(name) {
+                assert_eq!(u64::from(value), kernel, "{name}");
+                checked += 1;
+            }
+        }
+        assert!(checked >= 60, "only {checked} constants checked");
+        for (c_enum, name, value) in ENUM_CONSTANTS {
+            let value = u32::try_from(*value).unwrap();
+            if name.starts_with("__") {
+                continue;
+            }
+            if *c_enum == MapType::C_ENUM {
+                assert!(
+                    MapType::named(value).is_some(),
+                    "{name} ({value}) has no MapType"
+                );
+            }
+            if *c_enum == ProgType::C_ENUM {
+                assert!(
+                    ProgType::named(value).is_some(),
+                    "{name} ({value}) has no ProgType"
+                );
+            }
+        }
+    }
+
     #[test]
     fn map_type_classes_keep_their_values() {
         let values = |f: fn(MapType) -> bool| -> Vec<u32> {
