@@ -1,7 +1,7 @@
 //! `podnet-demo`: what `sudo make demo` runs.
 //!
 //! ```text
-//! podnet-demo [--podnet PATH] [--seconds N] [--keep] [--manifest FILE]
+//! podnet-demo [--podnet PATH] [--seconds N] [--keep] [--manifest FILE]   (--help explains each)
 //! ```
 //!
 //! Sets up sandbox pods with load in four kubelet cgroup layouts, a stub API server listing them
@@ -28,34 +28,59 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use clap::Parser;
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::signalfd::SignalFd;
 use nix::unistd::Pid;
 
 use podnet_testing::demo::{DemoConfig, DemoSandbox, Resources, DEMO_NODE};
 
-const USAGE: &str = "\
-usage: podnet-demo [--podnet PATH] [--seconds N] [--keep] [--manifest FILE]
-
-Sets up sandbox pods (cgroups in four kubelet layouts, network namespaces, veth pairs in
-198.18.0.0/15, processes generating UDP/TCP traffic, socket churn, file opens and memory use) and a
-stub Kubernetes API server listing them, runs `podnet stats` against them four ways, then removes
-everything. Needs root. `sudo make demo` builds everything and runs this. Ctrl-C stops it at
-any point and still removes everything.
-
-options:
-  --podnet PATH     the podnet binary [default: `podnet` next to this program, else
-                    target/release/podnet in the repository]
-  --seconds N       podnet's sampling interval in seconds [default: 2]
-  --keep            after the runs, keep the sandbox (and its load) up until Enter is pressed,
-                    and print the command line to explore it with podnet by hand
-  --manifest FILE   write the names of everything created (netns, veths, cgroups, pids) to FILE
-                    as JSON once set up (used by the cleanup tests)
-  -h, --help        this text";
-
 /// How long the load runs with --keep (the sandbox is removed earlier when Enter is pressed).
 const KEEP_TRAFFIC: Duration = Duration::from_secs(3600);
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "podnet-demo",
+    about = "Run podnet against sandbox pods with known load, then remove everything (needs root)",
+    long_about = "Sets up sandbox pods (cgroups in four kubelet layouts, network namespaces, veth pairs in \
+        198.18.0.0/15, processes generating UDP/TCP traffic, socket churn, file opens and memory use) and a \
+        stub Kubernetes API server listing them, runs `podnet stats` against them four ways (a table, \
+        -o wide --containers, -o json -n batch, --watch --iterations 3), then removes everything and checks \
+        that nothing is left. Needs root. `sudo make demo` builds everything and runs this.\n\n\
+        Ctrl-C stops it at any point and still removes everything.\n\n\
+        Exit status: 0 when every podnet run succeeded and nothing was left behind, 1 otherwise, 2 for bad \
+        arguments, 128+N when stopped by signal N.",
+    after_help = "Examples:\n  \
+        sudo podnet-demo                          # the four runs, 2 s intervals\n  \
+        sudo podnet-demo --seconds 1 --keep       # then keep the sandbox up to explore it by hand\n  \
+        sudo podnet-demo --podnet target/debug/podnet --manifest /tmp/made.json"
+)]
+struct Cli {
+    /// The podnet binary [default: `podnet` next to this program, else target/release/podnet in
+    /// the repository]
+    #[arg(long, value_name = "PATH")]
+    podnet: Option<PathBuf>,
+    /// podnet's sampling interval in seconds, from 0.1 to 60
+    #[arg(long, value_name = "N", default_value_t = 2.0, value_parser = interval_seconds)]
+    seconds: f64,
+    /// After the runs, keep the sandbox (and its load) up until Enter is pressed, and print the
+    /// command line to explore it with podnet by hand
+    #[arg(long)]
+    keep: bool,
+    /// Write the names of everything created (netns, veths, cgroups, pids) to FILE as JSON once
+    /// set up (used by the cleanup tests)
+    #[arg(long, value_name = "FILE")]
+    manifest: Option<PathBuf>,
+}
+
+fn interval_seconds(v: &str) -> Result<f64, String> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|s| (0.1..=60.0).contains(s))
+        .ok_or_else(|| format!("{v:?}: give a number of seconds from 0.1 to 60"))
+}
 
 #[derive(Debug)]
 struct Opts {
@@ -65,46 +90,15 @@ struct Opts {
     manifest: Option<PathBuf>,
 }
 
-fn parse_args(args: &[String]) -> Result<Option<Opts>> {
-    let mut podnet = None;
-    let mut seconds = 2.0;
-    let mut keep = false;
-    let mut manifest = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .cloned()
-                .with_context(|| format!("{name} needs a value"))
-        };
-        match a.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "--podnet" => podnet = Some(PathBuf::from(value("--podnet")?)),
-            "--seconds" => {
-                let v = value("--seconds")?;
-                seconds = v
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|s| (0.1..=60.0).contains(s))
-                    .with_context(|| {
-                        format!("--seconds {v:?}: give a number of seconds from 0.1 to 60")
-                    })?;
-            }
-            "--keep" => keep = true,
-            "--manifest" => manifest = Some(PathBuf::from(value("--manifest")?)),
-            other => bail!("unknown argument {other:?}"),
+impl From<Cli> for Opts {
+    fn from(c: Cli) -> Opts {
+        Opts {
+            podnet: c.podnet.unwrap_or_else(default_podnet),
+            seconds: c.seconds,
+            keep: c.keep,
+            manifest: c.manifest,
         }
     }
-    let podnet = match podnet {
-        Some(p) => p,
-        None => default_podnet(),
-    };
-    Ok(Some(Opts {
-        podnet,
-        seconds,
-        keep,
-        manifest,
-    }))
 }
 
 /// `podnet` next to this executable (both are built into `target/<profile>/`), else
@@ -353,18 +347,8 @@ fn demo(opts: &Opts, signal: &AtomicI32, made: &mut Option<Resources>) -> Result
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let opts = match parse_args(&args) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("podnet-demo: {e:#}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    // Help goes to stdout with status 0; a usage error to stderr with status 2.
+    let opts = Opts::from(Cli::parse());
     if !is_root() {
         eprintln!(
             "podnet-demo: needs root: it creates cgroups, network namespaces and veth pairs, and podnet \
@@ -429,7 +413,24 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
+
+    /// `Some(options)`, or `None` for --help.
+    fn parse_args(args: &[String]) -> Result<Option<Opts>, clap::Error> {
+        let argv = std::iter::once("podnet-demo").chain(args.iter().map(String::as_str));
+        match Cli::try_parse_from(argv) {
+            Ok(c) => Ok(Some(c.into())),
+            Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()
