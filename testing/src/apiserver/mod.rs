@@ -1,13 +1,31 @@
 //! A stub Kubernetes API server on 127.0.0.1 for podnet's discovery tests and demo.
 //!
-//! It speaks the real wire format over plain HTTP/1.1: `GET /api/v1/pods` and
-//! `GET /api/v1/namespaces/<ns>/pods` answer a `PodList` filtered by `fieldSelector`
-//! (`spec.nodeName`, `metadata.namespace`, `metadata.name`, with `=`, `==`, `!=`) and
-//! `labelSelector` (equality, inequality and existence requirements joined by commas), exactly as
-//! the real server filters, so a client that forgets to send a selector sees pods it should not.
-//! Every request is recorded ([`StubApiServer::requests`]) with its query decoded, and
-//! [`StubApiServer::set_status`] makes it answer every request with a `kind: Status` failure
-//! (401, 403, 500, ...).
+//! It speaks the real wire format over plain HTTP/1.1 (on hyper, as kube's client does):
+//! `GET /api/v1/pods` and `GET /api/v1/namespaces/<ns>/pods` answer a `PodList` filtered by
+//! `fieldSelector` (`spec.nodeName`, `metadata.namespace`, `metadata.name`, `status.phase`, with
+//! `=`, `==`, `!=`) and `labelSelector` (equality, inequality and existence requirements joined by
+//! commas), exactly as the real server filters, so a client that forgets to send a selector sees
+//! pods it should not. Discovery (`/version`, `/api`, `/api/v1`, `/apis`) is enough for
+//! `kubectl get pods`.
+//!
+//! **Watch.** With `watch=true` (or `1`) the same paths stream newline-delimited JSON events
+//! (`{"type":"ADDED|MODIFIED|DELETED|BOOKMARK|ERROR","object":{...}}`, chunked), honouring
+//! `resourceVersion` (unset or `0`: an ADDED event per existing pod first; `N`: every change after
+//! N, replayed from a bounded history), `timeoutSeconds` (the stream then ends; default 30
+//! minutes), `allowWatchBookmarks` (a BOOKMARK before a timeout ends the stream, and on
+//! [`StubApiServer::bookmark`]), `sendInitialEvents` and both selectors; a pod that starts or stops
+//! matching a watch's selectors is ADDED or DELETED to it, as on the real server. Every write
+//! ([`StubApiServer::add_pod`], [`update_pod`](StubApiServer::update_pod),
+//! [`delete_pod`](StubApiServer::delete_pod), [`set_pods`](StubApiServer::set_pods)) takes the next
+//! `resourceVersion`; objects carry it in `metadata.resourceVersion`, lists carry the latest. A
+//! watch from a version older than the history kept ([`StubApiServer::compact`],
+//! [`set_history_limit`](StubApiServer::set_history_limit)) gets one `ERROR` event holding a
+//! `Status` 410 `Expired`, as the real server sends it.
+//!
+//! **Failures.** [`StubApiServer::set_status`] answers every request with a `kind: Status`
+//! failure (401, 403, 500, ...), [`StubApiServer::fail_next`] only the next N requests, and
+//! [`StubApiServer::drop_watches`] breaks every open watch connection mid-stream. Every request is
+//! recorded ([`StubApiServer::requests`]) with its query decoded.
 //!
 //! ```no_run
 //! use podnet_testing::apiserver::{pod_json, StubApiServer};
@@ -19,15 +37,21 @@
 //! assert_eq!(server.requests()[0].query_value("fieldSelector"), Some("spec.nodeName=node-1"));
 //! ```
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+mod http;
+mod selector;
+mod store;
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
+use tokio::sync::oneshot;
+
+use store::Store;
 
 /// One request the stub received.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,22 +76,45 @@ impl RecordedRequest {
     }
 }
 
-struct Shared {
-    pods: Mutex<Vec<Value>>,
-    requests: Mutex<Vec<RecordedRequest>>,
-    status: Mutex<Option<u16>>,
-    stop: AtomicBool,
+/// Which requests fail, and how.
+#[derive(Debug, Default)]
+struct Failures {
+    /// Every request, until cleared.
+    always: Option<u16>,
+    /// The next `.0` requests (before `always` applies).
+    next: (usize, u16),
 }
 
-/// The stub server. It stops when dropped.
+impl Failures {
+    /// The code the request being answered fails with, if any.
+    fn take(&mut self) -> Option<u16> {
+        if self.next.0 > 0 {
+            self.next.0 -= 1;
+            return Some(self.next.1);
+        }
+        self.always
+    }
+}
+
+/// What the server's connections share with the [`StubApiServer`] handle.
+struct Shared {
+    store: Arc<Mutex<Store>>,
+    requests: Mutex<Vec<RecordedRequest>>,
+    failures: Mutex<Failures>,
+}
+
+/// The stub server. It stops when dropped, closing every connection.
 pub struct StubApiServer {
     addr: SocketAddr,
     shared: Arc<Shared>,
+    shutdown: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl StubApiServer {
     /// Starts serving `pods` (v1 Pod objects, e.g. from [`pod_json`]) on `127.0.0.1:<free port>`.
+    /// They get resourceVersions up to 4242, the version of the first list; the history of
+    /// changes starts after it.
     ///
     /// # Panics
     /// When no loopback port can be bound (a broken test machine).
@@ -76,29 +123,31 @@ impl StubApiServer {
         let addr = listener
             .local_addr()
             .expect("local address of the stub listener");
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking stub listener");
         let shared = Arc::new(Shared {
-            pods: Mutex::new(pods),
+            store: Arc::new(Mutex::new(Store::new(pods))),
             requests: Mutex::new(Vec::new()),
-            status: Mutex::new(None),
-            stop: AtomicBool::new(false),
+            failures: Mutex::new(Failures::default()),
         });
+        let (shutdown, stop) = oneshot::channel();
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("stub-apiserver".into())
             .spawn(move || {
-                for conn in listener.incoming() {
-                    if s.stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(conn) = conn else { continue };
-                    let s = Arc::clone(&s);
-                    std::thread::spawn(move || serve_connection(conn, &s));
-                }
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a tokio runtime for the stub API server");
+                rt.block_on(http::serve(listener, s, stop));
+                // Dropping the runtime here ends every connection task.
             })
             .expect("spawning the stub apiserver thread");
         StubApiServer {
             addr,
             shared,
+            shutdown: Some(shutdown),
             thread: Some(thread),
         }
     }
@@ -121,17 +170,116 @@ impl StubApiServer {
     /// Answers every later request with a `kind: Status` failure of this HTTP code (401, 403,
     /// 500, ...), as the real API server does.
     pub fn set_status(&self, code: u16) {
-        *self.shared.status.lock().unwrap() = Some(code);
+        self.shared.failures.lock().unwrap().always = Some(code);
     }
 
-    /// Answers requests normally again.
+    /// Answers requests normally again (after [`StubApiServer::set_status`] or
+    /// [`StubApiServer::fail_next`]).
     pub fn clear_status(&self) {
-        *self.shared.status.lock().unwrap() = None;
+        *self.shared.failures.lock().unwrap() = Failures::default();
     }
 
-    /// Replaces the pods served.
+    /// Answers the next `count` requests, whatever they ask, with a `kind: Status` failure of
+    /// this HTTP code; then normally again. Replaces an earlier `fail_next` not used up.
+    pub fn fail_next(&self, count: usize, code: u16) {
+        self.shared.failures.lock().unwrap().next = (count, code);
+    }
+
+    /// Replaces the pods served by what a client would see written: pods no longer in `pods`
+    /// are deleted, new ones added, changed ones modified (in the order of `pods`), each write
+    /// with its own resourceVersion and watch event. Unchanged pods keep theirs.
     pub fn set_pods(&self, pods: Vec<Value>) {
-        *self.shared.pods.lock().unwrap() = pods;
+        self.store().replace_all(pods);
+    }
+
+    /// Adds a pod (watches get ADDED) and returns its resourceVersion.
+    ///
+    /// # Panics
+    /// When a pod of that namespace and name exists (use [`StubApiServer::update_pod`]).
+    pub fn add_pod(&self, pod: Value) -> u64 {
+        self.store()
+            .add(pod)
+            .unwrap_or_else(|name| panic!("add_pod: pod {name} exists already"))
+    }
+
+    /// Replaces the pod of the same namespace and name (watches get MODIFIED, or ADDED/DELETED
+    /// when it starts/stops matching their selectors) and returns its new resourceVersion.
+    ///
+    /// # Panics
+    /// When there is no such pod.
+    pub fn update_pod(&self, pod: Value) -> u64 {
+        self.store()
+            .update(pod)
+            .unwrap_or_else(|name| panic!("update_pod: no pod {name}"))
+    }
+
+    /// Deletes a pod (watches get DELETED with its last state) and returns the deletion's
+    /// resourceVersion.
+    ///
+    /// # Panics
+    /// When there is no such pod.
+    pub fn delete_pod(&self, namespace: &str, name: &str) -> u64 {
+        self.store()
+            .delete(namespace, name)
+            .unwrap_or_else(|| panic!("delete_pod: no pod {namespace}/{name}"))
+    }
+
+    /// The pods served now, as stored (with `kind`, `apiVersion` and `metadata.resourceVersion`).
+    pub fn pods(&self) -> Vec<Value> {
+        self.store().pods().to_vec()
+    }
+
+    /// The latest resourceVersion (that of a list made now).
+    pub fn resource_version(&self) -> u64 {
+        self.store().resource_version()
+    }
+
+    /// Forgets the history of changes: a watch from any resourceVersion older than the latest
+    /// gets an `ERROR` event with a 410 `Expired` `Status`, and must list again.
+    pub fn compact(&self) {
+        self.store().compact();
+    }
+
+    /// Keeps at most `limit` changes for watches that resume (1000 unless set); a watch from
+    /// before the oldest one kept gets 410 `Expired`.
+    pub fn set_history_limit(&self, limit: usize) {
+        self.store().set_history_limit(limit);
+    }
+
+    /// Sends a BOOKMARK event with the latest resourceVersion to every open watch that allowed
+    /// bookmarks.
+    pub fn bookmark(&self) {
+        self.store().bookmark();
+    }
+
+    /// Breaks every open watch connection mid-response, as a network failure or a restarting
+    /// server would (the client sees the chunked body end without its last chunk). Returns how
+    /// many were open. Clients that resume from their last resourceVersion get what they missed.
+    pub fn drop_watches(&self) -> usize {
+        self.store().drop_watches()
+    }
+
+    /// How many watch connections are open now.
+    pub fn open_watches(&self) -> usize {
+        self.store().open_watches()
+    }
+
+    /// Waits until at least `count` watches are open; false if `timeout` passed first.
+    pub fn wait_for_watches(&self, count: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.open_watches() >= count {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.shared.store.lock().unwrap()
     }
 
     /// A kubeconfig document with one cluster, user and context, all named `name`, pointing at
@@ -148,9 +296,9 @@ impl StubApiServer {
 
 impl Drop for StubApiServer {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -268,351 +416,11 @@ pub fn pod_json(
     })
 }
 
-// ---------------------------------------------------------------------------------------------
-// HTTP
-
-fn serve_connection(conn: TcpStream, shared: &Shared) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-    let Ok(write_half) = conn.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(conn);
-    let mut writer = write_half;
-    // Keep-alive: serve requests until the client closes.
-    while let Some(req) = read_request(&mut reader) {
-        if shared.stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let (code, body) = respond(&req, shared);
-        shared.requests.lock().unwrap().push(req);
-        let reason = reason_phrase(code);
-        let head = format!(
-            "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-             Cache-Control: no-cache, private\r\n\r\n",
-            body.len()
-        );
-        if writer.write_all(head.as_bytes()).is_err() || writer.write_all(body.as_bytes()).is_err()
-        {
-            break;
-        }
-        let _ = writer.flush();
-    }
-    let _ = writer.shutdown(Shutdown::Both);
-}
-
-fn read_request(reader: &mut BufReader<TcpStream>) -> Option<RecordedRequest> {
-    let mut line = String::new();
-    if reader.read_line(&mut line).ok()? == 0 {
-        return None;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_string();
-    let target = parts.next()?.to_string();
-    let mut content_length = 0usize;
-    let mut authorization = None;
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h).ok()? == 0 {
-            return None;
-        }
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            let v = v.trim();
-            if k.eq_ignore_ascii_case("content-length") {
-                content_length = v.parse().unwrap_or(0);
-            } else if k.eq_ignore_ascii_case("authorization") {
-                authorization = Some(v.to_string());
-            }
-        }
-    }
-    if content_length > 0 {
-        let mut body = vec![0u8; content_length.min(1 << 20)];
-        reader.read_exact(&mut body).ok()?;
-    }
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, q),
-        None => (target.as_str(), ""),
-    };
-    let query = query
-        .split('&')
-        .filter(|kv| !kv.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect();
-    Some(RecordedRequest {
-        method,
-        path: percent_decode(path),
-        query,
-        authorization,
-    })
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(v) => {
-                        out.push(v);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn reason_phrase(code: u16) -> &'static str {
-    match code {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "Error",
-    }
-}
-
-/// The Kubernetes `Status` object for a failure.
-fn status_object(code: u16, reason: &str, message: &str) -> String {
-    json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code,
-    })
-    .to_string()
-}
-
-fn forced_failure(code: u16, req: &RecordedRequest) -> (u16, String) {
-    let (reason, message) = match code {
-        401 => ("Unauthorized", "Unauthorized".to_string()),
-        403 => (
-            "Forbidden",
-            format!(
-                "pods is forbidden: User \"system:serviceaccount:default:default\" cannot list \
-                 resource \"pods\" in API group \"\" at the cluster scope (path {})",
-                req.path
-            ),
-        ),
-        404 => (
-            "NotFound",
-            "the server could not find the requested resource".into(),
-        ),
-        429 => (
-            "TooManyRequests",
-            "too many requests, please try again later".into(),
-        ),
-        500 => (
-            "InternalError",
-            "Internal error occurred: etcdserver: request timed out".into(),
-        ),
-        503 => (
-            "ServiceUnavailable",
-            "the server is currently unable to handle the request".into(),
-        ),
-        _ => ("Unknown", format!("stub failure {code}")),
-    };
-    (code, status_object(code, reason, &message))
-}
-
-fn respond(req: &RecordedRequest, shared: &Shared) -> (u16, String) {
-    if let Some(code) = *shared.status.lock().unwrap() {
-        return forced_failure(code, req);
-    }
-    if req.method != "GET" {
-        return (
-            405,
-            status_object(405, "MethodNotAllowed", "the stub only serves GET"),
-        );
-    }
-    let segs: Vec<&str> = req.path.trim_matches('/').split('/').collect();
-    let namespace = match segs.as_slice() {
-        ["version"] => {
-            return (
-                200,
-                json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0", "platform": "linux/amd64"})
-                    .to_string(),
-            )
-        }
-        ["api"] => {
-            return (
-                200,
-                json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})
-                    .to_string(),
-            )
-        }
-        ["api", "v1", "pods"] => None,
-        ["api", "v1", "namespaces", ns, "pods"] => Some(ns.to_string()),
-        _ => {
-            return (
-                404,
-                status_object(404, "NotFound", "the server could not find the requested resource"),
-            )
-        }
-    };
-    let field = match req.query_value("fieldSelector").map(parse_field_selector) {
-        None => Vec::new(),
-        Some(Ok(f)) => f,
-        Some(Err(e)) => return (400, status_object(400, "BadRequest", &e)),
-    };
-    let labels = match req.query_value("labelSelector").map(parse_label_selector) {
-        None => Vec::new(),
-        Some(Ok(l)) => l,
-        Some(Err(e)) => return (400, status_object(400, "BadRequest", &e)),
-    };
-    let pods = shared.pods.lock().unwrap().clone();
-    let items: Vec<Value> = pods
-        .into_iter()
-        .filter(|p| match namespace.as_deref() {
-            Some(ns) => p["metadata"]["namespace"] == ns,
-            None => true,
-        })
-        .filter(|p| field.iter().all(|f| f.matches(p)))
-        .filter(|p| labels.iter().all(|l| l.matches(p)))
-        .map(|mut p| {
-            // List items on the wire carry no kind/apiVersion.
-            if let Some(o) = p.as_object_mut() {
-                o.remove("kind");
-                o.remove("apiVersion");
-            }
-            p
-        })
-        .collect();
-    let body = json!({
-        "kind": "PodList",
-        "apiVersion": "v1",
-        "metadata": {"resourceVersion": "4242"},
-        "items": items,
-    });
-    (200, body.to_string())
-}
-
-struct FieldReq {
-    path: [&'static str; 2],
-    value: String,
-    negate: bool,
-}
-
-impl FieldReq {
-    fn matches(&self, pod: &Value) -> bool {
-        let actual = pod[self.path[0]][self.path[1]].as_str().unwrap_or("");
-        (actual == self.value) != self.negate
-    }
-}
-
-fn parse_field_selector(s: &str) -> Result<Vec<FieldReq>, String> {
-    s.split(',')
-        .filter(|t| !t.is_empty())
-        .map(|term| {
-            let (key, value, negate) = if let Some((k, v)) = term.split_once("!=") {
-                (k, v, true)
-            } else if let Some((k, v)) = term.split_once("==") {
-                (k, v, false)
-            } else if let Some((k, v)) = term.split_once('=') {
-                (k, v, false)
-            } else {
-                return Err(format!(
-                    "invalid selector: '{s}'; can't understand '{term}'"
-                ));
-            };
-            let path = match key.trim() {
-                "spec.nodeName" => ["spec", "nodeName"],
-                "metadata.namespace" => ["metadata", "namespace"],
-                "metadata.name" => ["metadata", "name"],
-                "status.phase" => ["status", "phase"],
-                other => return Err(format!("field label not supported: {other}")),
-            };
-            Ok(FieldReq {
-                path,
-                value: value.trim().to_string(),
-                negate,
-            })
-        })
-        .collect()
-}
-
-enum LabelReq {
-    Equals(String, String),
-    NotEquals(String, String),
-    Exists(String),
-    NotExists(String),
-}
-
-impl LabelReq {
-    fn matches(&self, pod: &Value) -> bool {
-        let labels = &pod["metadata"]["labels"];
-        match self {
-            LabelReq::Equals(k, v) => labels[k].as_str() == Some(v.as_str()),
-            LabelReq::NotEquals(k, v) => labels[k].as_str() != Some(v.as_str()),
-            LabelReq::Exists(k) => labels.get(k).is_some(),
-            LabelReq::NotExists(k) => labels.get(k).is_none(),
-        }
-    }
-}
-
-/// Equality-based selectors only; set-based ones (`in`, `notin`) are answered with 400 so a test
-/// never believes the stub filtered what it did not.
-fn parse_label_selector(s: &str) -> Result<Vec<LabelReq>, String> {
-    if s.contains('(') {
-        return Err(format!(
-            "unable to parse requirement: the podnet stub API server does not implement set-based selectors: {s}"
-        ));
-    }
-    s.split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(|term| {
-            let r = if let Some((k, v)) = term.split_once("!=") {
-                LabelReq::NotEquals(k.trim().into(), v.trim().into())
-            } else if let Some((k, v)) = term.split_once("==") {
-                LabelReq::Equals(k.trim().into(), v.trim().into())
-            } else if let Some((k, v)) = term.split_once('=') {
-                LabelReq::Equals(k.trim().into(), v.trim().into())
-            } else if let Some(k) = term.strip_prefix('!') {
-                LabelReq::NotExists(k.trim().into())
-            } else {
-                LabelReq::Exists(term.into())
-            };
-            let key = match &r {
-                LabelReq::Equals(k, _)
-                | LabelReq::NotEquals(k, _)
-                | LabelReq::Exists(k)
-                | LabelReq::NotExists(k) => k,
-            };
-            if key.is_empty() || key.contains(char::is_whitespace) {
-                return Err(format!(
-                    "unable to parse requirement: invalid label key \"{key}\""
-                ));
-            }
-            Ok(r)
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpStream};
+
     use super::*;
 
     fn get(server: &StubApiServer, target: &str) -> (u16, Value) {
@@ -772,13 +580,6 @@ mod tests {
             "cri-o://12"
         );
         assert_eq!(p["status"]["containerStatuses"][1].get("containerID"), None);
-    }
-
-    #[test]
-    fn decoding() {
-        assert_eq!(percent_decode("a%3Db+c%2C%28x%29"), "a=b c,(x)");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
     }
 
     #[test]
