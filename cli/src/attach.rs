@@ -15,9 +15,9 @@ use podnet_loader::{Error as LoaderError, Link, Map, Object, ObjectSpec};
 
 use crate::aggregate::{TrackedContainer, TrackedPod};
 use crate::resolve::{Mounts, ResolvedPod};
+use crate::sample::CgroupFiles;
 #[cfg(test)]
 use crate::sample::COUNTER_FIELDS;
-use crate::sample::{CgroupFiles, Counters, Misses, Snapshot};
 
 /// podnet's BPF object, compiled from `bpf-src/podnet.bpf.c` by the build script.
 pub static BPF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/podnet.bpf.o"));
@@ -42,11 +42,6 @@ pub const OPEN_SYSCALLS: [&str; 4] = ["openat", "openat2", "open", "creat"];
 /// How often a transient ENOMEM from the per-CPU allocator is retried when registering.
 const REGISTER_RETRIES: usize = 10;
 
-const CAP_NET_ADMIN: u32 = 12;
-const CAP_SYS_ADMIN: u32 = 21;
-const CAP_PERFMON: u32 = 38;
-const CAP_BPF: u32 = 39;
-
 /// How many programs are attached directly to a cgroup directory on the hooks podnet uses for
 /// pods (5 while podnet follows the pod, 0 when nothing is attached). Any process's programs
 /// count: this asks the kernel (BPF_PROG_QUERY), not a tracker.
@@ -60,40 +55,6 @@ pub fn attached_programs(dir: &Path) -> usize {
                 .map_or(0, |ids| ids.len())
         })
         .sum()
-}
-
-/// Fails with the fix when this process lacks the capabilities podnet needs.
-pub fn check_privileges() -> Result<()> {
-    let status =
-        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    let eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
-        .unwrap_or(0);
-    let has = |cap: u32| eff & (1u64 << cap) != 0;
-    // Before 5.8 CAP_SYS_ADMIN stood for CAP_BPF and CAP_PERFMON.
-    let bpf = has(CAP_BPF) || has(CAP_SYS_ADMIN);
-    let perfmon = has(CAP_PERFMON) || has(CAP_SYS_ADMIN);
-    let mut missing = Vec::new();
-    if !bpf {
-        missing.push("CAP_BPF");
-    }
-    if !perfmon {
-        missing.push("CAP_PERFMON");
-    }
-    if !has(CAP_NET_ADMIN) {
-        missing.push("CAP_NET_ADMIN");
-    }
-    if !missing.is_empty() {
-        bail!(
-            "podnet needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN to load and attach its eBPF \
-             programs (missing: {}): run it as root (sudo podnet stats), or grant them with \
-             `setcap cap_bpf,cap_perfmon,cap_net_admin+ep $(command -v podnet)`",
-            missing.join(", ")
-        );
-    }
-    Ok(())
 }
 
 /// One pod podnet follows: its links and the cgroup ids it registered.
@@ -513,67 +474,9 @@ impl Tracker {
         }))
     }
 
-    /// Reads every registered cgroup's counters (one batch lookup) and the miss counters.
-    pub fn snapshot(&self) -> Result<Snapshot> {
-        let t = std::time::Instant::now();
-        let map = self.map("counters");
-        let entries = map.lookup_batch().context("reading the counters map")?;
-        let mut counters = HashMap::with_capacity(entries.len());
-        for (key, value) in &entries {
-            let id = u64::from_ne_bytes(key[..8].try_into().expect("8-byte key"));
-            counters.insert(id, Counters::from_u64s(&map.sum_percpu_u64(value)?));
-        }
-        let misses_map = self.map("misses");
-        let misses = match misses_map
-            .lookup(&0u32.to_ne_bytes())
-            .context("reading the misses map")?
-        {
-            Some(raw) => {
-                let m = misses_map.sum_percpu_u64(&raw)?;
-                Misses {
-                    untracked_events: m[0],
-                    sock_storage_failures: m[1],
-                }
-            }
-            None => Misses::default(),
-        };
-        debug!(
-            "read {} counter entries in {:?}",
-            counters.len(),
-            t.elapsed()
-        );
-        Ok(Snapshot {
-            at: std::time::Instant::now(),
-            counters,
-            misses,
-        })
-    }
-
-    /// Warnings for events the BPF side could not attribute between two snapshots.
-    pub fn miss_warnings(&self, from: &Snapshot, to: &Snapshot) -> Vec<String> {
-        let mut w = Vec::new();
-        let untracked = to
-            .misses
-            .untracked_events
-            .saturating_sub(from.misses.untracked_events);
-        if untracked > 0 {
-            w.push(format!(
-                "{untracked} events came from pod cgroups that are not registered (counters map \
-                 full at {} cgroups?): raise --max-pods",
-                self.capacity
-            ));
-        }
-        let storage = to
-            .misses
-            .sock_storage_failures
-            .saturating_sub(from.misses.sock_storage_failures);
-        if storage > 0 {
-            w.push(format!(
-                "{storage} TCP sockets could not be given an owner (socket storage full): their \
-                 retransmits and passive opens count at pod level only"
-            ));
-        }
-        w
+    /// How many cgroups the counters map holds.
+    pub fn capacity(&self) -> u32 {
+        self.capacity
     }
 }
 

@@ -7,6 +7,7 @@ pub mod aggregate;
 pub mod attach;
 pub mod discover;
 pub mod model;
+pub mod privileges;
 pub mod render;
 pub mod resolve;
 pub mod sample;

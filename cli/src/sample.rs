@@ -1,5 +1,6 @@
-//! Stage 4, sample: counter snapshots from the BPF maps (taken by [`crate::attach`]) and gauges
-//! read at sample time — memory from cgroup files, open fds and sockets from /proc.
+//! Stage 4, sample: counter snapshots read from the BPF maps that [`crate::attach`] loaded, the
+//! warnings they imply, and gauges read at sample time — memory from cgroup files, open fds and
+//! sockets from /proc.
 //!
 //! Memory comes from the cgroup v2 directory when it has the memory controller (`memory.current`);
 //! on hybrid hosts, whose memory controller is a v1 hierarchy, from the same relative path there;
@@ -9,6 +10,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+use anyhow::{Context, Result};
+use log::debug;
+use podnet_loader::Object;
 
 use crate::model::Memory;
 
@@ -121,6 +126,70 @@ impl Snapshot {
     pub fn get(&self, cgroup_id: u64) -> Counters {
         self.counters.get(&cgroup_id).copied().unwrap_or_default()
     }
+
+    /// Reads every registered cgroup's counters (one batch lookup) and the miss counters from
+    /// podnet's loaded object.
+    pub fn read(object: &Object) -> Result<Snapshot> {
+        let t = Instant::now();
+        let map = object.map("counters")?;
+        let entries = map.lookup_batch().context("reading the counters map")?;
+        let mut counters = HashMap::with_capacity(entries.len());
+        for (key, value) in &entries {
+            let id = u64::from_ne_bytes(key[..8].try_into().expect("8-byte key"));
+            counters.insert(id, Counters::from_u64s(&map.sum_percpu_u64(value)?));
+        }
+        let misses_map = object.map("misses")?;
+        let misses = match misses_map
+            .lookup(&0u32.to_ne_bytes())
+            .context("reading the misses map")?
+        {
+            Some(raw) => {
+                let m = misses_map.sum_percpu_u64(&raw)?;
+                Misses {
+                    untracked_events: m[0],
+                    sock_storage_failures: m[1],
+                }
+            }
+            None => Misses::default(),
+        };
+        debug!(
+            "read {} counter entries in {:?}",
+            counters.len(),
+            t.elapsed()
+        );
+        Ok(Snapshot {
+            at: Instant::now(),
+            counters,
+            misses,
+        })
+    }
+}
+
+/// Warnings for events the BPF side could not attribute between two snapshots, with a counters
+/// map of `capacity` cgroups.
+pub fn miss_warnings(capacity: u32, from: &Snapshot, to: &Snapshot) -> Vec<String> {
+    let mut w = Vec::new();
+    let untracked = to
+        .misses
+        .untracked_events
+        .saturating_sub(from.misses.untracked_events);
+    if untracked > 0 {
+        w.push(format!(
+            "{untracked} events came from pod cgroups that are not registered (counters map \
+             full at {capacity} cgroups?): raise --max-pods"
+        ));
+    }
+    let storage = to
+        .misses
+        .sock_storage_failures
+        .saturating_sub(from.misses.sock_storage_failures);
+    if storage > 0 {
+        w.push(format!(
+            "{storage} TCP sockets could not be given an owner (socket storage full): their \
+             retransmits and passive opens count at pod level only"
+        ));
+    }
+    w
 }
 
 /// Gauges of one cgroup directory read at sample time.

@@ -12,7 +12,7 @@ use clap::Args;
 use log::{debug, info};
 
 use crate::aggregate::{aggregate, TrackedPod, Window};
-use crate::attach::{self, Tracker};
+use crate::attach::Tracker;
 use crate::discover::{self, DiscoverOptions, PodsFrom};
 use crate::model::PodStatsList;
 use crate::render::{self, Output, SortKey};
@@ -166,7 +166,7 @@ impl Outcome {
 /// The pipeline. Everything attached is owned by the `Tracker` and detached when it drops, on
 /// every return path.
 pub async fn run(args: StatsArgs) -> Result<Outcome> {
-    attach::check_privileges()?;
+    crate::privileges::check_privileges()?;
     let mounts = Mounts::detect().context("reading /proc/self/mountinfo")?;
     let cgroup2 = mounts.cgroup2.clone().ok_or_else(|| {
         anyhow!(
@@ -243,7 +243,7 @@ pub async fn run(args: StatsArgs) -> Result<Outcome> {
                 return Ok(Outcome::Terminated);
             }
         }
-        let now = tracker.snapshot()?;
+        let now = Snapshot::read(tracker.object())?;
         let doc = report(&state, &base, &prev, &now, &tracker);
         if print_report(&doc, &args, interactive)? == Printed::ReaderGone {
             // `podnet stats --watch | head -1`: nobody reads any more. Returning drops the
@@ -327,7 +327,8 @@ fn report(
     doc.items = aggregate(&state.pods, &window, &gauges);
     doc.warnings = tracker.variant().warnings();
     doc.warnings.extend(state.warnings.iter().cloned());
-    doc.warnings.extend(tracker.miss_warnings(base, now));
+    doc.warnings
+        .extend(sample::miss_warnings(tracker.capacity(), base, now));
     doc
 }
 

@@ -84,7 +84,7 @@ pub fn bench() -> Result<String> {
         let mut snap = Vec::new();
         for _ in 0..reps {
             let t = Instant::now();
-            let s = tracker.snapshot()?;
+            let s = podnet::sample::Snapshot::read(tracker.object())?;
             snap.push(ms(t.elapsed()));
             ensure!(
                 s.counters.len() == n,

@@ -279,13 +279,20 @@ pub fn bench() -> Result<String> {
             push("tcp-nogso", tcp_flow(&pp, port, SECONDS)?);
             port += 1;
             let before = match &tracker {
-                Some(t) => t.snapshot()?.get(a_container).tx_packets,
+                Some(t) => {
+                    podnet::sample::Snapshot::read(t.object())?
+                        .get(a_container)
+                        .tx_packets
+                }
                 None => 0,
             };
             let (t, sent, received) = udp_flow(&pp, port, SECONDS, UDP_SIZE)?;
             push("udp", t);
             if let Some(t) = &tracker {
-                let tx = t.snapshot()?.get(a_container).tx_packets - before;
+                let tx = podnet::sample::Snapshot::read(t.object())?
+                    .get(a_container)
+                    .tx_packets
+                    - before;
                 counted.push((sent, received, tx));
             }
             push("open", open_trial(SECONDS)?);
