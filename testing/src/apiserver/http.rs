@@ -14,6 +14,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::oneshot;
 
@@ -88,6 +89,18 @@ pub(crate) async fn serve(
                 let Ok((stream, _)) = accepted else { continue };
                 let shared = Arc::clone(&shared);
                 tokio::spawn(async move {
+                    // A TLS ClientHello (record type 0x16) is not HTTP: close without an answer,
+                    // so a client that wrongly speaks https here sees its handshake end (EOF)
+                    // rather than an HTTP 400 it would take for a corrupt TLS record.
+                    let mut stream = stream;
+                    let mut first = [0u8; 1];
+                    if matches!(stream.peek(&mut first).await, Ok(1) if first[0] == 0x16) {
+                        // Read the hello first: closing with unread data would send a reset.
+                        let mut hello = vec![0u8; 64 * 1024];
+                        let _ = stream.read(&mut hello).await;
+                        let _ = stream.shutdown().await;
+                        return;
+                    }
                     let service = service_fn(move |req| {
                         let response = handle(&req, &shared);
                         async move { Ok::<_, Infallible>(response) }
