@@ -20,7 +20,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use podnet_loader::mountinfo;
+/// The one mountinfo parser (the loader's), for the cgroup mounts and anyone who needs more of them.
+pub use podnet_loader::mountinfo;
 
 use crate::model::PodInfo;
 

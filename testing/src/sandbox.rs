@@ -157,93 +157,11 @@ fn privilege_problem() -> Option<String> {
     }
 }
 
-/// One parsed line of /proc/self/mountinfo (only the fields the sandbox needs).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct MountEntry {
-    /// Root of the mount inside its filesystem (field 4), e.g. `/` or a cgroup-namespace root.
-    pub root: String,
-    /// Mount point (field 5), octal escapes decoded.
-    pub mount_point: PathBuf,
-    /// Filesystem type (first field after the ` - ` separator).
-    pub fstype: String,
-    /// Super-block options (third field after the separator).
-    pub super_options: String,
-}
-
-/// Decodes the octal escapes (`\040` for a space, ...) the kernel uses in mountinfo paths.
-fn unescape_mountinfo(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 4 <= bytes.len() {
-            let oct = &bytes[i + 1..i + 4];
-            if oct.iter().all(|b| (b'0'..=b'7').contains(b)) {
-                let v = oct
-                    .iter()
-                    .fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
-                if let Ok(v) = u8::try_from(v) {
-                    out.push(v);
-                    i += 4;
-                    continue;
-                }
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Parses the text of /proc/self/mountinfo.
-pub(crate) fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
-    text.lines()
-        .filter_map(|line| {
-            let (pre, post) = line.split_once(" - ")?;
-            let pre: Vec<&str> = pre.split(' ').collect();
-            let post: Vec<&str> = post.split(' ').collect();
-            if pre.len() < 6 || post.len() < 3 {
-                return None;
-            }
-            Some(MountEntry {
-                root: unescape_mountinfo(pre[3]),
-                mount_point: PathBuf::from(unescape_mountinfo(pre[4])),
-                fstype: post[0].to_string(),
-                super_options: post[2].to_string(),
-            })
-        })
-        .collect()
-}
-
-fn mountinfo() -> io::Result<Vec<MountEntry>> {
-    let text = fs::read_to_string("/proc/self/mountinfo").map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot read /proc/self/mountinfo: {e}: is /proc mounted?"),
-        )
-    })?;
-    Ok(parse_mountinfo(&text))
-}
-
-/// Picks the cgroup2 mount from parsed mountinfo, preferring one that shows the whole hierarchy.
-pub(crate) fn find_cgroup2(entries: &[MountEntry]) -> Option<&MountEntry> {
-    let mut all = entries.iter().filter(|m| m.fstype == "cgroup2");
-    let first = all.clone().next();
-    all.find(|m| m.root == "/").or(first)
-}
-
-/// Picks the cgroup v1 hierarchy that carries the memory controller.
-pub(crate) fn find_memory_v1(entries: &[MountEntry]) -> Option<&MountEntry> {
-    entries
-        .iter()
-        .find(|m| m.fstype == "cgroup" && m.super_options.split(',').any(|o| o == "memory"))
-}
-
-/// The mount point of the cgroup v2 hierarchy, read from /proc/self/mountinfo (never assumed to be
-/// /sys/fs/cgroup: hybrid hosts have it at e.g. /sys/fs/cgroup/unified).
+/// The mount point of the cgroup v2 hierarchy, from /proc/self/mountinfo as podnet reads it
+/// ([`podnet::resolve::Mounts`]; never assumed to be /sys/fs/cgroup: hybrid hosts have it at e.g.
+/// /sys/fs/cgroup/unified).
 pub fn cgroup2_mount() -> io::Result<PathBuf> {
-    let entries = mountinfo()?;
-    find_cgroup2(&entries).map(|m| m.mount_point.clone()).ok_or_else(|| {
+    podnet::resolve::Mounts::detect()?.cgroup2.ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::NotFound,
             "no cgroup v2 mount found in /proc/self/mountinfo: mount it with \
@@ -255,8 +173,7 @@ pub fn cgroup2_mount() -> io::Result<PathBuf> {
 /// The mount point of the cgroup v1 hierarchy carrying the memory controller, if this host has one
 /// (hybrid hosts do; pure cgroup v2 hosts do not).
 pub fn memory_v1_mount() -> Option<PathBuf> {
-    let entries = mountinfo().ok()?;
-    find_memory_v1(&entries).map(|m| m.mount_point.clone())
+    podnet::resolve::Mounts::detect().ok()?.memory_v1
 }
 
 /// The cgroup id of a cgroup v2 directory: its inode number, which is what
@@ -370,44 +287,6 @@ mod tests {
         for v in ["false", "0", "no", "", " ", "False", "off"] {
             assert!(!is_true(v), "{v:?}");
         }
-    }
-
-    const HYBRID: &str = "\
-31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
-35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
-36 31 0:33 / /sys/fs/cgroup/devices rw,relatime - cgroup cgroup rw,devices
-37 31 0:37 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
-41 31 0:38 / /sys/fs/cgroup/unified rw,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate
-";
-
-    #[test]
-    fn finds_cgroup2_and_memory_v1_on_hybrid_host() {
-        let e = parse_mountinfo(HYBRID);
-        assert_eq!(e.len(), 5);
-        let v2 = find_cgroup2(&e).unwrap();
-        assert_eq!(v2.mount_point, Path::new("/sys/fs/cgroup/unified"));
-        assert_eq!(v2.root, "/");
-        let mem = find_memory_v1(&e).unwrap();
-        assert_eq!(mem.mount_point, Path::new("/sys/fs/cgroup/memory"));
-    }
-
-    #[test]
-    fn pure_v2_host_has_no_memory_v1_and_escapes_are_decoded() {
-        let text = "30 22 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n\
-                    50 22 0:40 / /mnt/with\\040space rw - cgroup cgroup rw,pids\n";
-        let e = parse_mountinfo(text);
-        assert_eq!(
-            find_cgroup2(&e).unwrap().mount_point,
-            Path::new("/sys/fs/cgroup")
-        );
-        assert_eq!(find_memory_v1(&e), None);
-        assert_eq!(e[1].mount_point, Path::new("/mnt/with space"));
-    }
-
-    #[test]
-    fn memory_option_must_match_a_whole_option() {
-        let text = "35 31 0:32 / /x rw - cgroup cgroup rw,memory_recursiveprot\n";
-        assert_eq!(find_memory_v1(&parse_mountinfo(text)), None);
     }
 
     #[test]

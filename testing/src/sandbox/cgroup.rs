@@ -13,7 +13,8 @@ use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::{cgroup2_mount, find_memory_v1, mountinfo, owner_pid, pid_alive};
+use super::{cgroup2_mount, owner_pid, pid_alive};
+use podnet::resolve::mountinfo;
 
 /// How long `Drop` waits for killed processes to leave the tree before giving up.
 const DESTROY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -224,8 +225,11 @@ fn enable_memory_controller(dir: &Path) {
 /// The v1 memory cgroup of the current process, as an absolute directory, when a v1 memory
 /// hierarchy is mounted.
 fn memcg_parent() -> Result<Option<PathBuf>> {
-    let entries = mountinfo()?;
-    let Some(mem) = find_memory_v1(&entries) else {
+    let entries = mountinfo::read_self()?;
+    let Some(mem) = entries
+        .iter()
+        .find(|m| m.fs_type == "cgroup" && m.has_super_option("memory"))
+    else {
         return Ok(None);
     };
     let own = fs::read_to_string("/proc/self/cgroup").context("cannot read /proc/self/cgroup")?;
