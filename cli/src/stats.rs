@@ -13,7 +13,7 @@ use log::{debug, info};
 
 use crate::aggregate::{aggregate, TrackedPod, Window};
 use crate::attach::Tracker;
-use crate::discover::{self, DiscoverOptions, PodsFrom};
+use crate::discover::{self, DiscoverOptions, Discovery, PodsFrom, Source};
 use crate::model::PodStatsList;
 use crate::render::{self, Output, SortKey};
 use crate::resolve::{self, Mounts};
@@ -81,6 +81,13 @@ pub struct StatsArgs {
     /// cgroups per pod). Pods beyond it are reported in warnings, never counted wrong.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_pods: u32,
+
+    /// With --watch, how often to list the pods again (attach to new ones, let go of deleted
+    /// ones, register restarted containers); never more often than --interval. A failed
+    /// refresh keeps the pods known before: one warning when it starts failing, one note when it
+    /// works again.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub refresh_interval: Duration,
 }
 
 /// Parses `1s`, `500ms`, `2m`, `1.5` (seconds).
@@ -203,17 +210,22 @@ pub async fn run(args: StatsArgs) -> Result<Outcome> {
 
     let t = Instant::now();
     let mut tracker = Tracker::load(args.max_pods)?;
-    let mut warnings = tracker.attach_file_tracepoints()?;
+    let warnings = tracker.attach_file_tracepoints()?;
     debug!("loaded and attached tracepoints in {:?}", t.elapsed());
 
     let mut state = State {
         node,
         pods: Vec::new(),
+        lasting: warnings,
         warnings: Vec::new(),
+        notices: Vec::new(),
+        source: None,
+        stdin_pods: None,
     };
-    refresh_pods(&opts, &mounts, &mut tracker, &mut state).await?;
-    warnings.append(&mut state.warnings);
-    state.warnings = warnings;
+    // The first list decides what podnet follows: any failure of it ends the run.
+    refresh_pods(&opts, &mounts, &mut tracker, &mut state)
+        .await
+        .map_err(RefreshError::into_inner)?;
 
     // Entries are registered zeroed, and the misses map is new with this load: counting "since
     // attach" starts from zero, not from a read taken a moment after attaching (which would drop
@@ -225,7 +237,8 @@ pub async fn run(args: StatsArgs) -> Result<Outcome> {
     let mut prev = base.clone();
     let mut shown = 0u64;
     let mut last_refresh = Instant::now();
-    let refresh_every = args.interval.max(Duration::from_secs(10));
+    let refresh_every = args.interval.max(args.refresh_interval);
+    let mut outage: Option<Outage> = None;
     let interactive = std::io::stdout().is_terminal();
     loop {
         match stop.sleep(args.interval).await {
@@ -245,6 +258,8 @@ pub async fn run(args: StatsArgs) -> Result<Outcome> {
         }
         let now = Snapshot::read(tracker.object())?;
         let doc = report(&state, &base, &prev, &now, &tracker);
+        // Notices are said once.
+        state.notices.clear();
         if print_report(&doc, &args, interactive)? == Printed::ReaderGone {
             // `podnet stats --watch | head -1`: nobody reads any more. Returning drops the
             // tracker, which detaches everything.
@@ -258,8 +273,10 @@ pub async fn run(args: StatsArgs) -> Result<Outcome> {
         prev = now;
         if last_refresh.elapsed() >= refresh_every {
             // Pods come and go: attach to new ones, let go of deleted ones.
-            state.warnings.clear();
-            refresh_pods(&opts, &mounts, &mut tracker, &mut state).await?;
+            let result = refresh_pods(&opts, &mounts, &mut tracker, &mut state).await;
+            if let Some(notice) = outage_step(&mut outage, result, &state, refresh_every)? {
+                state.notices.push(notice);
+            }
             last_refresh = Instant::now();
         }
     }
@@ -268,36 +285,139 @@ pub async fn run(args: StatsArgs) -> Result<Outcome> {
 struct State {
     node: String,
     pods: Vec<TrackedPod>,
+    /// Warnings that hold for the whole run (missing tracepoints, the fd limit).
+    lasting: Vec<String>,
+    /// Warnings of the last successful refresh (pods not followed, fallbacks).
     warnings: Vec<String>,
+    /// Said in the next report only: a refresh outage starting or ending.
+    notices: Vec<String>,
+    /// Where the first list came from.
+    source: Option<Source>,
+    /// `--pods-from -`: standard input is read once; later refreshes re-resolve these pods.
+    stdin_pods: Option<Discovery>,
 }
 
-/// Discovers and resolves the pods, then makes the tracker follow them.
+/// Why a refresh of the pod list failed.
+#[derive(Debug)]
+enum RefreshError {
+    /// Asking again cannot help (a malformed kubeconfig, a bad selector): the run ends.
+    Permanent(anyhow::Error),
+    /// The server, the network or a file may recover: keep the last known pods.
+    Transient(anyhow::Error),
+}
+
+impl RefreshError {
+    fn into_inner(self) -> anyhow::Error {
+        match self {
+            RefreshError::Permanent(e) | RefreshError::Transient(e) => e,
+        }
+    }
+}
+
+/// A run of failed refreshes.
+#[derive(Debug, PartialEq, Eq)]
+struct Outage {
+    failures: u64,
+}
+
+/// The phrase that starts the warning of a refresh outage.
+pub const REFRESH_FAILED: &str = "refreshing the pod list failed";
+/// The phrase that starts the note of its end.
+pub const REFRESH_RECOVERED: &str = "refreshing the pod list works again";
+
+/// Folds one refresh's result into the outage state. Returns what to say once (the first failure
+/// of an outage, or its end); a permanent failure ends the run.
+fn outage_step(
+    outage: &mut Option<Outage>,
+    result: Result<(), RefreshError>,
+    state: &State,
+    every: Duration,
+) -> Result<Option<String>> {
+    match result {
+        Ok(()) => Ok(outage.take().map(|o| {
+            format!(
+                "{REFRESH_RECOVERED} after {} failed attempt{}: the pods reported are current again",
+                o.failures,
+                if o.failures == 1 { "" } else { "s" }
+            )
+        })),
+        Err(RefreshError::Permanent(e)) => Err(e),
+        Err(RefreshError::Transient(e)) => {
+            debug!("{REFRESH_FAILED}: {e:#}");
+            match outage {
+                Some(o) => {
+                    o.failures += 1;
+                    Ok(None)
+                }
+                None => {
+                    *outage = Some(Outage { failures: 1 });
+                    Ok(Some(format!(
+                        "{REFRESH_FAILED}: {e:#}; still reporting the {} pods known before and \
+                         retrying every {:.1}s (said once; a note follows when it works again)",
+                        state.pods.len(),
+                        every.as_secs_f64()
+                    )))
+                }
+            }
+        }
+    }
+}
+
+/// Discovers and resolves the pods, then makes the tracker follow them. On failure the state
+/// (pods and their warnings) is left as it was.
 async fn refresh_pods(
     opts: &DiscoverOptions,
     mounts: &Mounts,
     tracker: &mut Tracker,
     state: &mut State,
-) -> Result<()> {
+) -> Result<(), RefreshError> {
     let t = Instant::now();
-    let found = discover::discover(opts).await?;
+    let found = match (&opts.pods_from, &state.stdin_pods) {
+        (Some(PodsFrom::Stdin), Some(d)) => d.clone(),
+        _ => discover::discover(opts).await.map_err(|e| {
+            if e.is_permanent() {
+                RefreshError::Permanent(e.into())
+            } else {
+                RefreshError::Transient(e.into())
+            }
+        })?,
+    };
     debug!(
         "discovered {} pods from {:?} in {:?}",
         found.pods.len(),
         found.source,
         t.elapsed()
     );
-    state.warnings.extend(found.warnings);
+    if opts.pods_from == Some(PodsFrom::Stdin) {
+        state.stdin_pods = Some(found.clone());
+    }
+    // An API server that answered the first list and is unreachable now: the cgroup scan would
+    // replace named pods by UIDs. That is an outage, not a new source.
+    if matches!(found.source, Source::CgroupScan { .. })
+        && matches!(state.source, Some(Source::Api { .. }))
+    {
+        let why = found
+            .warnings
+            .iter()
+            .find(|w| w.starts_with("cannot reach"))
+            .map(|w| w.split(": pods are known by UID only").next().unwrap_or(w))
+            .unwrap_or("the API server cannot be reached");
+        return Err(RefreshError::Transient(anyhow!("{why}")));
+    }
     // Also looks in the v1 hierarchy when the v2 tree has no pods, to say so plainly.
-    let index = resolve::scan_mounts(mounts)?;
+    let index = resolve::scan_mounts(mounts).map_err(|e| RefreshError::Transient(e.into()))?;
+    let mut warnings = found.warnings;
     let resolved = resolve::resolve(&found.pods, &index);
-    state.warnings.extend(resolved.warnings);
+    warnings.extend(resolved.warnings);
     let (pods, mut w) = tracker.follow(&resolved.pods, mounts);
-    state.warnings.append(&mut w);
-    state.pods = pods;
-    for w in &state.warnings {
+    warnings.append(&mut w);
+    for w in &warnings {
         // Printed with the report (stderr for tables, `warnings` in JSON); logged for RUST_LOG.
         debug!("warning: {w}");
     }
+    state.source.get_or_insert(found.source);
+    state.warnings = warnings;
+    state.pods = pods;
     Ok(())
 }
 
@@ -326,7 +446,9 @@ fn report(
     );
     doc.items = aggregate(&state.pods, &window, &gauges);
     doc.warnings = tracker.variant().warnings();
+    doc.warnings.extend(state.lasting.iter().cloned());
     doc.warnings.extend(state.warnings.iter().cloned());
+    doc.warnings.extend(state.notices.iter().cloned());
     doc.warnings
         .extend(sample::miss_warnings(tracker.capacity(), base, now));
     doc
@@ -493,6 +615,87 @@ mod tests {
         assert_eq!(gone, Printed::ReaderGone);
         let e = write_report(&mut Failing(std::io::ErrorKind::StorageFull), "x\n").unwrap_err();
         assert!(format!("{e:#}").contains("standard output"), "{e:#}");
+    }
+
+    fn state() -> State {
+        State {
+            node: "n".into(),
+            pods: Vec::new(),
+            lasting: Vec::new(),
+            warnings: Vec::new(),
+            notices: Vec::new(),
+            source: None,
+            stdin_pods: None,
+        }
+    }
+
+    #[test]
+    fn a_refresh_outage_is_said_once_and_its_end_once() {
+        let st = state();
+        let every = Duration::from_secs(10);
+        let transient = || {
+            Err(RefreshError::Transient(anyhow!(
+                "the API server failed with 500"
+            )))
+        };
+        let mut outage = None;
+        let said = outage_step(&mut outage, transient(), &st, every).unwrap();
+        let said = said.expect("the first failure is said");
+        assert!(said.starts_with(REFRESH_FAILED), "{said}");
+        assert!(
+            said.contains("500") && said.contains("every 10.0s"),
+            "{said}"
+        );
+        for _ in 0..4 {
+            assert_eq!(
+                outage_step(&mut outage, transient(), &st, every).unwrap(),
+                None
+            );
+        }
+        assert_eq!(outage, Some(Outage { failures: 5 }));
+        let note = outage_step(&mut outage, Ok(()), &st, every)
+            .unwrap()
+            .unwrap();
+        assert!(note.starts_with(REFRESH_RECOVERED), "{note}");
+        assert!(note.contains("after 5 failed attempts"), "{note}");
+        assert_eq!(outage, None);
+        assert_eq!(outage_step(&mut outage, Ok(()), &st, every).unwrap(), None);
+        // A failure that cannot heal ends the run, in or out of an outage.
+        let permanent = Err(RefreshError::Permanent(anyhow!("kubeconfig is not valid")));
+        assert!(outage_step(&mut outage, permanent, &st, every).is_err());
+    }
+
+    #[test]
+    fn only_errors_that_cannot_heal_are_permanent() {
+        use crate::discover::DiscoverError as E;
+        let server = "http://s".to_string();
+        assert!(E::KubeconfigInvalid {
+            path: "/k".into(),
+            reason: "bad".into()
+        }
+        .is_permanent());
+        assert!(E::NoNode.is_permanent());
+        for e in [
+            E::ServerError {
+                server: server.clone(),
+                code: 500,
+                message: String::new(),
+            },
+            E::Unauthorized {
+                server: server.clone(),
+                message: String::new(),
+            },
+            E::Forbidden {
+                server,
+                message: String::new(),
+            },
+            E::PodsFrom {
+                path: "/p".into(),
+                reason: "gone".into(),
+            },
+        ] {
+            assert!(!e.is_permanent(), "{e}");
+        }
     }
 
     #[test]

@@ -232,6 +232,22 @@ pub enum DiscoverError {
     },
 }
 
+impl DiscoverError {
+    /// Whether asking again can never succeed without the user changing something: a bad
+    /// selector or node name, a kubeconfig that does not parse or lacks the context. A long
+    /// `--watch` ends on these; every other failure (a 5xx, a 401 while a token rotates, a file
+    /// being rewritten) may heal, and a refresh keeps the last known pods meanwhile.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            DiscoverError::NoNode
+                | DiscoverError::Selector { .. }
+                | DiscoverError::KubeconfigInvalid { .. }
+                | DiscoverError::ContextNotFound { .. }
+        )
+    }
+}
+
 /// The default node name: `NODE_NAME` (a DaemonSet sets it from the downward API), else this
 /// machine's hostname in lower case (as the kubelet names its node by default).
 pub fn default_node_name() -> String {
@@ -336,4 +352,28 @@ pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// The API client configuration podnet uses for `opts` (the same kubeconfig choice as
+/// [`discover`]: `--kubeconfig`, `KUBECONFIG`, in-cluster, `~/.kube/config`, the sudo user's),
+/// for a long-running watch: a bounded connect timeout, no read timeout (a watch is quiet for
+/// minutes). `Ok(None)` when no API server is configured.
+pub async fn watch_config(
+    opts: &DiscoverOptions,
+    warnings: &mut Vec<String>,
+) -> Result<Option<kube::Config>, DiscoverError> {
+    let choice = choose_config(opts.kubeconfig.as_deref(), &ConfigEnv::from_process());
+    let config = load_config(&choice, opts.context.as_deref(), warnings).await?;
+    Ok(config.map(|mut c| {
+        c.connect_timeout = Some(TIMEOUTS.connect);
+        c.read_timeout = None;
+        c.write_timeout = None;
+        c
+    }))
+}
+
+/// A Pod as the API serves it (JSON), as podnet's [`PodInfo`].
+pub fn pod_info_from_json(pod: serde_json::Value) -> Result<PodInfo, serde_json::Error> {
+    let wire: wire::WirePod = serde_json::from_value(pod)?;
+    Ok(wire::pod_info(&wire))
 }

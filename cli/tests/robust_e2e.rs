@@ -1,0 +1,177 @@
+//! `podnet stats` under bad conditions: an API server or a `--pods-from` file failing in the
+//! middle of `--watch`, containers coming and going, degraded privileges. Each count asserted is
+//! one the test caused.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{item, n, Cluster, NODE};
+use podnet::stats::{REFRESH_FAILED, REFRESH_RECOVERED};
+use podnet_testing::sandbox::{require_privileges, Layout, Qos, SandboxPod, Workload};
+use serde_json::{json, Value};
+
+fn args(s: &str) -> Vec<String> {
+    s.split_whitespace().map(String::from).collect()
+}
+
+/// Runs a workload in `pod`'s container `container` to its end and returns its report.
+fn run_in(pod: &SandboxPod, container: usize, a: &str) -> Value {
+    let mut w = Workload::spawn_in(&args(a), None, &pod.containers[container]).unwrap();
+    w.wait_ready().unwrap();
+    w.go().unwrap();
+    let r = w.result().unwrap();
+    w.wait_exit().unwrap();
+    r
+}
+
+/// Whether any warning of `doc` contains `needle`.
+fn warns(doc: &Value, needle: &str) -> bool {
+    doc["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str().unwrap().contains(needle))
+}
+
+/// Reads JSON Lines from `p` until one satisfies `done` (bounded); returns every line read.
+fn read_until(p: &mut common::Podnet, done: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let mut docs = Vec::new();
+    for _ in 0..200 {
+        let doc: Value = serde_json::from_str(&p.next_line(Duration::from_secs(20))).unwrap();
+        let stop = done(&doc);
+        docs.push(doc);
+        if stop {
+            return docs;
+        }
+    }
+    panic!(
+        "no matching report in 200 lines:\n{:#}",
+        docs.last().unwrap()
+    );
+}
+
+/// The outage checks shared by the API and the file tests: every report after the workload
+/// shows the pod with exactly its 17 opens, one report warns of the outage, a later one notes
+/// the recovery, and nothing else mentions either.
+fn assert_outage_reported(docs: &[Value], from: usize) {
+    for d in &docs[from..] {
+        let i = item(d, "web-0");
+        assert_eq!(n(i, "/files/opens"), 17, "{d:#}");
+        assert_eq!(n(i, "/files/openErrors"), 2, "{d:#}");
+    }
+    let failed: Vec<usize> = (0..docs.len())
+        .filter(|&k| warns(&docs[k], REFRESH_FAILED))
+        .collect();
+    let recovered: Vec<usize> = (0..docs.len())
+        .filter(|&k| warns(&docs[k], REFRESH_RECOVERED))
+        .collect();
+    assert_eq!(failed.len(), 1, "one outage warning: {failed:?}");
+    assert_eq!(recovered.len(), 1, "one recovery note: {recovered:?}");
+    assert!(failed[0] >= from && recovered[0] > failed[0]);
+}
+
+#[test]
+fn api_outage_during_watch_keeps_the_pods_and_says_so_once() {
+    if !require_privileges("api_outage_during_watch_keeps_the_pods_and_says_so_once") {
+        return;
+    }
+    let mut c = Cluster::new("outage");
+    let pod = c.pod(
+        "shop",
+        "web-0",
+        Layout::SystemdContainerd,
+        Qos::Burstable,
+        &["web"],
+    );
+    let iterations = 16;
+    let mut p = c.podnet(&[
+        "--watch",
+        "-o",
+        "json",
+        "--interval",
+        "300ms",
+        "--refresh-interval",
+        "300ms",
+        "--iterations",
+        &iterations.to_string(),
+    ]);
+    p.wait_attached(&[&pod.dir]);
+    let r = run_in(&pod, 0, "open --path /etc/hostname --count 15 --missing 2");
+    assert_eq!(r["opened"], 15);
+    let mut docs = read_until(&mut p, |d| n(item(d, "web-0"), "/files/opens") == 17);
+    let from = docs.len() - 1;
+    // Each report is followed by one refresh (one list request): the next three fail.
+    let lists_before = c.api.requests().len();
+    c.api.fail_next(3, 500);
+    let (status, out) = p.finish();
+    assert!(status.success(), "{status}");
+    docs.extend(
+        out.lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()),
+    );
+    assert_eq!(docs.len(), iterations);
+    assert_outage_reported(&docs, from);
+    // Three failed lists, then at least the one that recovered.
+    assert!(c.api.requests().len() >= lists_before + 4);
+    let failed = docs.iter().find(|d| warns(d, REFRESH_FAILED)).unwrap();
+    assert!(warns(failed, "500"), "{failed:#}");
+}
+
+#[test]
+fn pods_from_file_failing_during_watch_keeps_the_pods() {
+    if !require_privileges("pods_from_file_failing_during_watch_keeps_the_pods") {
+        return;
+    }
+    let c = Cluster::new("filegone");
+    let pod = SandboxPod::create(
+        &c.tree,
+        Layout::Cgroupfs,
+        &podnet_testing::sandbox::new_uid(),
+        Qos::BestEffort,
+        &[("web", &podnet_testing::sandbox::new_container_id())],
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pods.json");
+    let list = json!({"apiVersion": "v1", "kind": "List",
+                      "items": [pod.pod_json("shop", "web-0", NODE, &[])]});
+    std::fs::write(&file, list.to_string()).unwrap();
+    let mut p = c.podnet(&[
+        "--watch",
+        "-o",
+        "json",
+        "--interval",
+        "200ms",
+        "--refresh-interval",
+        "200ms",
+        "--pods-from",
+        file.to_str().unwrap(),
+    ]);
+    p.wait_attached(&[&pod.dir]);
+    run_in(&pod, 0, "open --path /etc/hostname --count 15 --missing 2");
+    let mut docs = read_until(&mut p, |d| n(item(d, "web-0"), "/files/opens") == 17);
+    let from = docs.len() - 1;
+    // The file disappears (a config map being rewritten): the refreshes fail until it is back.
+    let aside = dir.path().join("aside.json");
+    std::fs::rename(&file, &aside).unwrap();
+    docs.extend(read_until(&mut p, |d| warns(d, REFRESH_FAILED)));
+    // Some more reports during the outage, then the file comes back.
+    for _ in 0..3 {
+        docs.push(serde_json::from_str(&p.next_line(Duration::from_secs(20))).unwrap());
+    }
+    std::fs::rename(&aside, &file).unwrap();
+    docs.extend(read_until(&mut p, |d| warns(d, REFRESH_RECOVERED)));
+    // And one after the recovery, which says nothing more.
+    docs.push(serde_json::from_str(&p.next_line(Duration::from_secs(20))).unwrap());
+    p.signal(nix::sys::signal::Signal::SIGINT);
+    let (status, out) = p.finish();
+    assert!(status.success(), "{status}");
+    docs.extend(
+        out.lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()),
+    );
+    assert_outage_reported(&docs, from);
+    let failed = docs.iter().find(|d| warns(d, REFRESH_FAILED)).unwrap();
+    assert!(warns(failed, "pods.json"), "{failed:#}");
+}
