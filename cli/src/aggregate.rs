@@ -6,6 +6,7 @@
 //! attach) plus the entries of all its known containers.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use crate::model::{ContainerStats, Files, Network, PodInfo, PodStats, Sockets};
 use crate::sample::{CgroupFiles, Counters, Gauges, Snapshot};
@@ -19,6 +20,33 @@ pub struct TrackedContainer {
     /// Path relative to the cgroup2 mount, starting with `/`.
     pub cgroup_path: String,
     pub files: CgroupFiles,
+    /// Set when the container's cgroup directory went away (a restart, a finished init
+    /// container) and its entry was removed from the counters map to free the slot.
+    pub retired: Option<Retired>,
+}
+
+/// The last counters of a container whose cgroup is gone. Its counts stay in the pod's totals:
+/// snapshots taken after `at` read these instead of the (deleted) map entry.
+#[derive(Debug, Clone, Copy)]
+pub struct Retired {
+    pub at: Instant,
+    pub counters: Counters,
+}
+
+impl TrackedContainer {
+    /// The container's counters in `s`: its map entry, or its last counters in a snapshot
+    /// taken after it was retired.
+    fn counters_in(&self, s: &Snapshot) -> Counters {
+        match &self.retired {
+            Some(r) if s.at >= r.at => r.counters,
+            _ => s.get(self.cgroup_id),
+        }
+    }
+
+    /// Counts between two snapshots.
+    fn delta(&self, later: &Snapshot, earlier: &Snapshot) -> Counters {
+        self.counters_in(later).since(&self.counters_in(earlier))
+    }
 }
 
 /// A pod whose cgroup directory has podnet's programs attached.
@@ -36,6 +64,27 @@ impl TrackedPod {
     pub fn cgroup_ids(&self) -> impl Iterator<Item = u64> + '_ {
         std::iter::once(self.cgroup_id).chain(self.containers.iter().map(|c| c.cgroup_id))
     }
+
+    /// The cgroup ids with an entry in the counters map now (retired containers have none).
+    pub fn registered_ids(&self) -> impl Iterator<Item = u64> + '_ {
+        std::iter::once(self.cgroup_id).chain(
+            self.containers
+                .iter()
+                .filter(|c| c.retired.is_none())
+                .map(|c| c.cgroup_id),
+        )
+    }
+
+    /// Counts of the pod (its own entry and every container's, retired ones included) between
+    /// two snapshots.
+    fn delta(&self, later: &Snapshot, earlier: &Snapshot) -> Counters {
+        let own = later
+            .get(self.cgroup_id)
+            .since(&earlier.get(self.cgroup_id));
+        self.containers
+            .iter()
+            .fold(own, |acc, c| acc.add(&c.delta(later, earlier)))
+    }
 }
 
 /// The three snapshots a report needs.
@@ -51,12 +100,6 @@ impl Window<'_> {
     fn seconds(&self) -> f64 {
         self.now.at.duration_since(self.prev.at).as_secs_f64()
     }
-}
-
-fn sum(ids: impl Iterator<Item = u64>, later: &Snapshot, earlier: &Snapshot) -> Counters {
-    ids.fold(Counters::default(), |acc, id| {
-        acc.add(&later.get(id).since(&earlier.get(id)))
-    })
 }
 
 fn rate(bytes: u64, seconds: f64) -> f64 {
@@ -108,16 +151,17 @@ pub fn aggregate(
     let zero = Gauges::default();
     pods.iter()
         .map(|p| {
-            let total = sum(p.cgroup_ids(), w.now, w.base);
-            let last = sum(p.cgroup_ids(), w.now, w.prev);
+            let total = p.delta(w.now, w.base);
+            let last = p.delta(w.now, w.prev);
             let g = gauges.get(&p.cgroup_id).unwrap_or(&zero);
             let containers = p
                 .containers
                 .iter()
+                // A retired container is no row of its own; its counts are in the pod's.
+                .filter(|c| c.retired.is_none())
                 .map(|c| {
-                    let ids = std::iter::once(c.cgroup_id);
-                    let total = sum(ids.clone(), w.now, w.base);
-                    let last = sum(ids, w.now, w.prev);
+                    let total = c.delta(w.now, w.base);
+                    let last = c.delta(w.now, w.prev);
                     let g = gauges.get(&c.cgroup_id).unwrap_or(&zero);
                     ContainerStats {
                         name: c.name.clone(),
@@ -200,6 +244,7 @@ mod tests {
                     cgroup_id: 11,
                     cgroup_path: "/kubepods.slice/p/c1".into(),
                     files: files_at("/p/c1"),
+                    retired: None,
                 },
                 TrackedContainer {
                     name: "sidecar".into(),
@@ -207,6 +252,7 @@ mod tests {
                     cgroup_id: 12,
                     cgroup_path: "/kubepods.slice/p/c2".into(),
                     files: files_at("/p/c2"),
+                    retired: None,
                 },
             ],
         }
@@ -257,6 +303,53 @@ mod tests {
         assert_eq!(p.containers[1].network.rx_bytes_per_sec, 100.0);
         // A container with no gauges (its cgroup vanished) reads as zero.
         assert_eq!(p.containers[1].memory, Memory::default());
+    }
+
+    #[test]
+    fn a_retired_container_stays_in_its_pods_totals_and_rates() {
+        let t0 = Instant::now();
+        let base = snap(t0, &[]);
+        let prev = snap(
+            t0 + Duration::from_secs(1),
+            &[(10, 100, 1), (11, 1000, 2), (12, 40, 1)],
+        );
+        // Container 12 counted 60 more bytes, then its cgroup went away: its entry is deleted
+        // and its last counters kept.
+        let mut p = pod();
+        p.containers[1].retired = Some(Retired {
+            at: t0 + Duration::from_secs(2),
+            counters: Counters {
+                rx_bytes: 100,
+                rx_packets: 2,
+                file_opens: 1,
+                ..Default::default()
+            },
+        });
+        let now = snap(t0 + Duration::from_secs(3), &[(10, 300, 1), (11, 5000, 7)]);
+        let w = Window {
+            base: &base,
+            prev: &prev,
+            now: &now,
+        };
+        let out = aggregate(std::slice::from_ref(&p), &w, &HashMap::new());
+        let o = &out[0];
+        assert_eq!(o.network.rx_bytes, 300 + 5000 + 100);
+        assert_eq!(o.network.rx_packets, 3 + 50 + 2);
+        // (200 + 4000 + 60) bytes over 2 s.
+        assert_eq!(o.network.rx_bytes_per_sec, 2130.0);
+        assert_eq!(o.containers.len(), 1);
+        assert_eq!(o.containers[0].name, "web");
+        assert_eq!(p.registered_ids().collect::<Vec<_>>(), [10, 11]);
+        // Later intervals: the retired counts stay in the total and add nothing to the rate.
+        let later = snap(t0 + Duration::from_secs(5), &[(10, 300, 1), (11, 5000, 7)]);
+        let w = Window {
+            base: &base,
+            prev: &now,
+            now: &later,
+        };
+        let out = aggregate(&[p], &w, &HashMap::new());
+        assert_eq!(out[0].network.rx_bytes, 5400);
+        assert_eq!(out[0].network.rx_bytes_per_sec, 0.0);
     }
 
     #[test]

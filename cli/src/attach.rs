@@ -433,6 +433,9 @@ impl Tracker {
         mounts: &Mounts,
         warnings: &mut Vec<String>,
     ) -> Result<bool> {
+        // Restarted containers and finished init containers leave their cgroup: free its slot
+        // in the counters map, or a crash-looping pod fills it.
+        self.retire_gone_containers(&p.info.uid);
         let known: Vec<String> = self.followed[&p.info.uid]
             .pod
             .containers
@@ -471,12 +474,81 @@ impl Tracker {
             cgroup_id: id,
             cgroup_path: c.rel.clone(),
             files: files_of(&c.dir, mounts),
+            retired: None,
         }))
     }
 
     /// How many cgroups the counters map holds.
     pub fn capacity(&self) -> u32 {
         self.capacity
+    }
+
+    /// Unregisters the containers of pod `uid` whose cgroup directory is gone, keeping their last
+    /// counters in the pod ([`Retired`]): the pod's totals do not drop, its container rows do.
+    /// Containers retired at an earlier refresh are merged into one: every snapshot from now on
+    /// was taken after they were retired, so only their sum matters.
+    fn retire_gone_containers(&mut self, uid: &str) {
+        let Some(f) = self.followed.get(uid) else {
+            return;
+        };
+        let gone: Vec<u64> = f
+            .pod
+            .containers
+            .iter()
+            .filter(|c| c.retired.is_none() && !c.files.v2_dir.exists())
+            .map(|c| c.cgroup_id)
+            .collect();
+        let mut last = Vec::with_capacity(gone.len());
+        for id in gone {
+            let counters = self.read_counters(id);
+            self.unregister(id);
+            last.push((id, counters));
+        }
+        let at = std::time::Instant::now();
+        let pod = &mut self.followed.get_mut(uid).expect("checked above").pod;
+        let name = format!("{}/{}", pod.info.namespace, pod.info.name);
+        let (old, mut containers): (Vec<_>, Vec<_>) = std::mem::take(&mut pod.containers)
+            .into_iter()
+            .partition(|c| c.retired.is_some());
+        if let Some(first) = old.first() {
+            let mut merged = first.clone();
+            merged.name.clear();
+            merged.id.clear();
+            let r = merged.retired.as_mut().expect("partitioned");
+            for c in &old[1..] {
+                let o = c.retired.expect("partitioned");
+                r.counters = r.counters.add(&o.counters);
+                r.at = r.at.max(o.at);
+            }
+            containers.push(merged);
+        }
+        for (id, counters) in last {
+            if let Some(c) = containers.iter_mut().find(|c| c.cgroup_id == id) {
+                c.retired = Some(crate::aggregate::Retired { at, counters });
+                debug!(
+                    "unregistered container {name}/{} (cgroup {id}): its cgroup directory is \
+                     gone; its counts stay in the pod's totals",
+                    c.name
+                );
+            }
+        }
+        pod.containers = containers;
+    }
+
+    /// The counters of registered cgroup `id`, summed over CPUs (zero when absent).
+    fn read_counters(&self, id: u64) -> crate::sample::Counters {
+        let map = self.map("counters");
+        match map.lookup(&id.to_ne_bytes()) {
+            Ok(Some(raw)) => map
+                .sum_percpu_u64(&raw)
+                .map(|v| crate::sample::Counters::from_u64s(&v))
+                .unwrap_or_default(),
+            Ok(None) => Default::default(),
+            Err(e) => {
+                debug!("reading the counters of cgroup {id}: {e}");
+                Default::default()
+            }
+        }
     }
 }
 

@@ -130,9 +130,18 @@ impl Snapshot {
     /// Reads every registered cgroup's counters (one batch lookup) and the miss counters from
     /// podnet's loaded object.
     pub fn read(object: &Object) -> Result<Snapshot> {
+        let capacity = object.map("counters")?.max_entries() as usize;
+        Snapshot::read_sized(object, capacity)
+    }
+
+    /// [`Snapshot::read`] with the batch buffers sized for about `registered` entries (the
+    /// cgroups registered now) instead of the map's capacity.
+    pub fn read_sized(object: &Object, registered: usize) -> Result<Snapshot> {
         let t = Instant::now();
         let map = object.map("counters")?;
-        let entries = map.lookup_batch().context("reading the counters map")?;
+        let entries = map
+            .lookup_batch_sized(registered)
+            .context("reading the counters map")?;
         let mut counters = HashMap::with_capacity(entries.len());
         for (key, value) in &entries {
             let id = u64::from_ne_bytes(key[..8].try_into().expect("8-byte key"));

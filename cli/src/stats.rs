@@ -210,7 +210,8 @@ pub async fn run(args: StatsArgs) -> Result<Outcome> {
 
     let t = Instant::now();
     let mut tracker = Tracker::load(args.max_pods)?;
-    let warnings = tracker.attach_file_tracepoints()?;
+    let mut warnings = tracker.attach_file_tracepoints()?;
+    warnings.extend(raise_fd_limit());
     debug!("loaded and attached tracepoints in {:?}", t.elapsed());
 
     let mut state = State {
@@ -256,7 +257,8 @@ pub async fn run(args: StatsArgs) -> Result<Outcome> {
                 return Ok(Outcome::Terminated);
             }
         }
-        let now = Snapshot::read(tracker.object())?;
+        let registered = state.pods.iter().map(|p| p.registered_ids().count()).sum();
+        let now = Snapshot::read_sized(tracker.object(), registered)?;
         let doc = report(&state, &base, &prev, &now, &tracker);
         // Notices are said once.
         state.notices.clear();
@@ -279,6 +281,34 @@ pub async fn run(args: StatsArgs) -> Result<Outcome> {
             }
             last_refresh = Instant::now();
         }
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit: every pod holds five BPF link fds
+/// (and the sampling opens /proc files), so the usual soft limit of 1024 caps podnet near 200
+/// pods. Returns a warning when the limit cannot be raised.
+fn raise_fd_limit() -> Option<String> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok(l) => l,
+        Err(e) => {
+            return Some(format!(
+                "cannot read the open-files limit (RLIMIT_NOFILE): {e}"
+            ))
+        }
+    };
+    if soft >= hard {
+        return None;
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+        Ok(()) => {
+            debug!("raised the open-files limit from {soft} to {hard}");
+            None
+        }
+        Err(e) => Some(format!(
+            "cannot raise the open-files limit from {soft} to {hard} ({e}): each pod needs 5 \
+             file descriptors; raise it with `ulimit -n` or LimitNOFILE="
+        )),
     }
 }
 
@@ -432,6 +462,7 @@ fn report(
         std::iter::once((p.cgroup_id, &p.files, &p.cgroup_path)).chain(
             p.containers
                 .iter()
+                .filter(|c| c.retired.is_none())
                 .map(|c| (c.cgroup_id, &c.files, &c.cgroup_path)),
         )
     });
@@ -696,6 +727,18 @@ mod tests {
         ] {
             assert!(!e.is_permanent(), "{e}");
         }
+    }
+
+    #[test]
+    fn the_open_files_limit_is_raised_to_the_hard_limit() {
+        use nix::sys::resource::{getrlimit, setrlimit, Resource};
+        let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+        // Lower the soft limit (allowed without privileges), as a login shell's 1024 would be.
+        setrlimit(Resource::RLIMIT_NOFILE, hard.min(256), hard).unwrap();
+        assert_eq!(raise_fd_limit(), None);
+        assert_eq!(getrlimit(Resource::RLIMIT_NOFILE).unwrap(), (hard, hard));
+        // Already raised: nothing to do, nothing to say.
+        assert_eq!(raise_fd_limit(), None);
     }
 
     #[test]

@@ -175,3 +175,71 @@ fn pods_from_file_failing_during_watch_keeps_the_pods() {
     let failed = docs.iter().find(|d| warns(d, REFRESH_FAILED)).unwrap();
     assert!(warns(failed, "pods.json"), "{failed:#}");
 }
+
+/// The last `read N counter entries` podnet logged (RUST_LOG=debug): how many entries its
+/// counters map held at its latest read.
+fn last_map_count(stderr: &str) -> Option<usize> {
+    stderr.lines().rev().find_map(|l| {
+        let rest = &l[l.find("] read ")? + "] read ".len()..];
+        rest.split(" counter entries").next()?.parse().ok()
+    })
+}
+
+#[test]
+fn a_container_whose_cgroup_is_gone_leaves_the_map_and_stays_in_its_pod() {
+    if !require_privileges("a_container_whose_cgroup_is_gone_leaves_the_map_and_stays_in_its_pod") {
+        return;
+    }
+    let mut c = Cluster::new("retire");
+    let pod = c.pod(
+        "shop",
+        "web-0",
+        Layout::SystemdContainerd,
+        Qos::Burstable,
+        &["app", "init"],
+    );
+    let mut p = c.podnet(&[
+        "--watch",
+        "-o",
+        "json",
+        "--interval",
+        "200ms",
+        "--refresh-interval",
+        "200ms",
+    ]);
+    p.wait_attached(&[&pod.dir]);
+    run_in(&pod, 1, "open --path /etc/hostname --count 5");
+    run_in(&pod, 0, "open --path /etc/hostname --count 3");
+    let opens = |d: &Value| n(item(d, "web-0"), "/files/opens");
+    read_until(&mut p, |d| opens(d) == 8);
+    // The pod and its two containers.
+    assert_eq!(last_map_count(&p.stderr()), Some(3), "{}", p.stderr());
+    // The init container finished: the runtime removes its cgroup.
+    let init = &pod.containers[1];
+    std::fs::remove_dir(&init.dir).unwrap();
+    if let Some(memcg) = &init.memcg {
+        std::fs::remove_dir(memcg).unwrap();
+    }
+    let docs = read_until(&mut p, |d| {
+        item(d, "web-0")["containers"].as_array().unwrap().len() == 1
+    });
+    // One more report, read after the entry was deleted.
+    let after: Value = serde_json::from_str(&p.next_line(Duration::from_secs(20))).unwrap();
+    let err = p.stderr();
+    assert!(
+        err.contains("unregistered container shop/web-0/init (cgroup "),
+        "{err}"
+    );
+    assert_eq!(last_map_count(&err), Some(2), "{err}");
+    for d in docs.iter().chain([&after]) {
+        // The pod's totals keep the gone container's opens.
+        assert_eq!(opens(d), 8, "{d:#}");
+    }
+    let i = item(&after, "web-0");
+    assert_eq!(i["containers"].as_array().unwrap().len(), 1, "{i:#}");
+    assert_eq!(i["containers"][0]["name"], "app");
+    assert_eq!(n(&i["containers"][0], "/files/opens"), 3);
+    p.signal(nix::sys::signal::Signal::SIGINT);
+    let (status, _) = p.finish();
+    assert!(status.success(), "{status}");
+}

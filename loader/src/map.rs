@@ -308,7 +308,15 @@ impl Map {
     /// BPF_MAP_LOOKUP_BATCH (Linux 5.6); on kernels or map types without batch support
     /// (EINVAL/ENOTSUPP), by key iteration and lookups.
     pub fn lookup_batch(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        match self.try_lookup_batch() {
+        self.lookup_batch_sized(self.max_entries as usize)
+    }
+
+    /// [`Map::lookup_batch`] with buffers sized for about `expected` entries rather than for
+    /// `max_entries`: a per-CPU map sized for thousands of entries on a machine with hundreds of
+    /// CPUs would otherwise allocate (and the kernel fill) megabytes per read to return a handful.
+    /// Any number of entries is still read: more than `expected` take more batches.
+    pub fn lookup_batch_sized(&self, expected: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        match self.try_lookup_batch(batch_entries(expected, self.max_entries)) {
             Err(e)
                 if matches!(
                     e.raw_os_error(),
@@ -325,10 +333,9 @@ impl Map {
         }
     }
 
-    fn try_lookup_batch(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    fn try_lookup_batch(&self, mut count: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let key_size = self.key_size as usize;
         let value_len = self.value_len();
-        let mut count = (self.max_entries as usize).clamp(1, 4096);
         let token_len = key_size.max(8);
         let mut token_in: Option<Vec<u8>> = None;
         let mut token_out = vec![0u8; token_len];
@@ -434,5 +441,33 @@ impl Iterator for Keys<'_> {
                 Some(Err(self.map.err("get next key of", e)))
             }
         }
+    }
+}
+
+/// Entries per batch read when about `expected` entries are expected in a map of `max_entries`:
+/// room for a quarter more (entries registered between the count and the read), never more than
+/// the map holds, and at most 4096 per batch.
+fn batch_entries(expected: usize, max_entries: u32) -> usize {
+    let cap = (max_entries as usize).clamp(1, 4096);
+    expected
+        .saturating_add(expected / 4)
+        .saturating_add(1)
+        .min(cap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batch_entries;
+
+    #[test]
+    fn batch_buffers_follow_the_expected_count_not_the_capacity() {
+        // podnet's counters map for --max-pods 1024 holds 8192 cgroups; three are registered.
+        assert_eq!(batch_entries(3, 8192), 4);
+        assert_eq!(batch_entries(0, 8192), 1);
+        assert_eq!(batch_entries(100, 8192), 126);
+        // Never more than the map holds, nor more than 4096 per batch.
+        assert_eq!(batch_entries(100, 16), 16);
+        assert_eq!(batch_entries(1 << 20, 1 << 20), 4096);
+        assert_eq!(batch_entries(usize::MAX, 0), 1);
     }
 }
