@@ -140,6 +140,23 @@ fn files(total: &Counters, g: &Gauges) -> Files {
     }
 }
 
+/// Reads every tracked cgroup's gauges now (memory, open fds and sockets) and builds one
+/// `PodStats` per pod over `w`: what `podnet stats` prints and the agent serves.
+pub fn items(pods: &[TrackedPod], w: &Window<'_>) -> Vec<PodStats> {
+    let gauges: HashMap<u64, Gauges> = pods
+        .iter()
+        .flat_map(|p| {
+            std::iter::once((p.cgroup_id, &p.files, &p.cgroup_path)).chain(
+                p.containers
+                    .iter()
+                    .map(|c| (c.cgroup_id, &c.files, &c.cgroup_path)),
+            )
+        })
+        .map(|(id, files, rel)| (id, crate::sample::read_gauges(files, rel)))
+        .collect();
+    aggregate(pods, w, &gauges)
+}
+
 /// Builds one `PodStats` per tracked pod. `gauges` is keyed by cgroup id; a missing entry reads
 /// as zero (the cgroup vanished between registration and sampling).
 pub fn aggregate(

@@ -6,7 +6,7 @@
 //! everything when podnet exits, however it exits (Ctrl-C, an error, SIGKILL).
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use log::{debug, info};
@@ -14,6 +14,7 @@ use log::{debug, info};
 use podnet_loader::{Error as LoaderError, Link, Map, Object, ObjectSpec};
 
 use crate::aggregate::{TrackedContainer, TrackedPod};
+use crate::pins;
 use crate::resolve::{Mounts, ResolvedPod};
 use crate::sample::CgroupFiles;
 #[cfg(test)]
@@ -71,6 +72,11 @@ pub struct Tracker {
     followed: HashMap<String, Followed>,
     capacity: u32,
     variant: KernelVariant,
+    /// Where the agent pins its state (bpffs); `None` for the one-shot CLI, whose links die
+    /// with it.
+    pins: Option<PathBuf>,
+    /// Only read counters pinned by an agent: attach and register nothing.
+    read_only: bool,
 }
 
 /// How podnet's programs find a TCP socket's owner on this kernel (probed, never guessed from the
@@ -212,6 +218,52 @@ impl Tracker {
             followed: HashMap::new(),
             capacity,
             variant,
+            pins: None,
+            read_only: false,
+        })
+    }
+
+    /// The agent's tracker: adopts the object pinned under `dir` by an earlier agent (its maps,
+    /// with their counts, and its programs), or loads one and pins it there. Returns whether it
+    /// adopted. Links it makes are pinned under `dir` too, so they outlive this process.
+    pub fn load_pinned(max_pods: u32, dir: &Path) -> Result<(Tracker, bool)> {
+        if pins::exists(dir) {
+            let mut t = Tracker::open_pins(dir)?;
+            t.read_only = false;
+            info!("adopted the BPF object pinned under {}", dir.display());
+            return Ok((t, true));
+        }
+        pins::create_dir(dir)?;
+        let mut t = Tracker::load(max_pods)?;
+        t.object.pin(dir).with_context(|| {
+            format!("pinning podnet's maps and programs under {}", dir.display())
+        })?;
+        t.pins = Some(dir.to_path_buf());
+        Ok((t, false))
+    }
+
+    /// Reads what an agent pinned under `dir` without attaching or registering anything: the
+    /// one-shot CLI's view when an agent runs on the node.
+    pub fn open_pins(dir: &Path) -> Result<Tracker> {
+        let spec = ObjectSpec::parse(BPF_OBJECT).context("parsing podnet's embedded BPF object")?;
+        let object = Object::from_pins(&spec, dir).with_context(|| {
+            format!(
+                "opening the agent's pinned maps and programs under {} (remove them with \
+                 `podnet agent --uninstall --pin-dir {}`)",
+                dir.display(),
+                dir.display()
+            )
+        })?;
+        let capacity = object.map("counters")?.max_entries();
+        let variant = KernelVariant::probe(&spec)?;
+        Ok(Tracker {
+            object,
+            tracepoint_links: Vec::new(),
+            followed: HashMap::new(),
+            capacity,
+            variant,
+            pins: Some(dir.to_path_buf()),
+            read_only: true,
         })
     }
 
@@ -261,14 +313,40 @@ impl Tracker {
                     debug!("no tracepoint syscalls/{event} on this kernel: skipped");
                     continue;
                 }
-                let link = prog
+                if self.read_only {
+                    continue;
+                }
+                let pin = self.pins.as_ref().map(|d| pins::tracepoint(d, &event));
+                if pin.as_ref().is_some_and(|p| p.exists()) {
+                    debug!("{program} stays attached to syscalls/{event} (pinned)");
+                    continue;
+                }
+                let mut link = prog
                     .attach_tracepoint("syscalls", &event)
                     .with_context(|| format!("attaching {program} to syscalls/{event}"))?;
                 debug!("attached {program} to syscalls/{event}");
+                if let Some(pin) = pin {
+                    match link.pin(&pin) {
+                        Ok(()) => continue,
+                        // Before 5.15 a tracepoint attachment is no BPF link and cannot be
+                        // pinned: it lives as long as this process.
+                        Err(e) => {
+                            if !warnings
+                                .iter()
+                                .any(|w: &String| w.starts_with(UNPINNED_OPENS))
+                            {
+                                warnings.push(format!(
+                                    "{UNPINNED_OPENS} ({e}): this kernel has no BPF perf links \
+                                     (Linux 5.15)"
+                                ));
+                            }
+                        }
+                    }
+                }
                 self.tracepoint_links.push(link);
             }
         }
-        if self.tracepoint_links.is_empty() {
+        if self.tracepoint_links.is_empty() && self.pins.is_none() {
             warnings.push("no file-open tracepoints attached: file opens read 0".to_string());
         }
         Ok(warnings)
@@ -276,6 +354,10 @@ impl Tracker {
 
     /// Registers a cgroup's zeroed counters. Returns false (and a warning) when the map is full.
     fn register(&self, id: u64, what: &str, warnings: &mut Vec<String>) -> Result<bool> {
+        if self.read_only {
+            // The agent registered it; a reader only learns its id.
+            return Ok(true);
+        }
         let counters = self.map("counters");
         let zeros = vec![0u8; counters.value_len()];
         let insert = || counters.update(&id.to_ne_bytes(), &zeros, podnet_loader::BPF_NOEXIST);
@@ -337,6 +419,7 @@ impl Tracker {
                 for id in f.pod.cgroup_ids() {
                     self.unregister(id);
                 }
+                self.unpin_pod(&uid);
             }
         }
         let mut out = Vec::new();
@@ -375,7 +458,14 @@ impl Tracker {
             containers: Vec::new(),
         };
         let mut links = Vec::with_capacity(CGROUP_PROGRAMS.len());
-        for program in CGROUP_PROGRAMS {
+        // An agent's pod whose links an earlier agent pinned is attached already.
+        let adopted = self.pod_pins_complete(&p.info.uid);
+        let programs = if adopted || self.read_only {
+            &[][..]
+        } else {
+            &CGROUP_PROGRAMS[..]
+        };
+        for program in programs {
             let prog = self
                 .object
                 .program(program)
@@ -392,13 +482,16 @@ impl Tracker {
         }
         // The sockops program's cgroup storage for this pod now exists: name the pod in it so
         // TCP events of sockets that predate podnet are charged to the pod.
-        self.map("attach_pod")
-            .update(
-                &pod_id.to_ne_bytes(),
-                &pod_id.to_ne_bytes(),
-                podnet_loader::BPF_ANY,
-            )
-            .with_context(|| format!("writing the attach-point storage of pod {name}"))?;
+        if !programs.is_empty() {
+            self.map("attach_pod")
+                .update(
+                    &pod_id.to_ne_bytes(),
+                    &pod_id.to_ne_bytes(),
+                    podnet_loader::BPF_ANY,
+                )
+                .with_context(|| format!("writing the attach-point storage of pod {name}"))?;
+            self.pin_pod_links(&p.info.uid, &mut links)?;
+        }
         debug!(
             "attached {} programs to pod {name} at {}",
             links.len(),
@@ -550,7 +643,74 @@ impl Tracker {
             }
         }
     }
+
+    /// Are all of a pod's cgroup links pinned (by this agent or an earlier one)?
+    fn pod_pins_complete(&self, uid: &str) -> bool {
+        self.pins.as_ref().is_some_and(|dir| {
+            CGROUP_PROGRAMS
+                .iter()
+                .all(|p| pins::pod_link(dir, uid, p).exists())
+        })
+    }
+
+    /// In pinned mode, pins a pod's new links (they then outlive this process) and lets go of
+    /// the handles; a pin that fails leaves the pod unattached (the links drop).
+    fn pin_pod_links(&self, uid: &str, links: &mut Vec<Link>) -> Result<()> {
+        let Some(dir) = &self.pins else {
+            return Ok(());
+        };
+        for (link, program) in links.iter_mut().zip(CGROUP_PROGRAMS) {
+            if let Err(e) = link.pin(pins::pod_link(dir, uid, program)) {
+                self.unpin_pod(uid);
+                return Err(e).context("pinning a pod's link");
+            }
+        }
+        links.clear();
+        Ok(())
+    }
+
+    /// Removes a pod's pinned links: the kernel detaches them.
+    fn unpin_pod(&self, uid: &str) {
+        if let Some(dir) = &self.pins {
+            pins::remove_pod(dir, uid);
+        }
+    }
+
+    /// After the first complete list of pods: lets go of pods an earlier agent pinned that are
+    /// gone now, and of counter entries that belong to no followed pod (cgroups deleted while
+    /// no agent ran).
+    pub fn forget_unknown(&self) {
+        let Some(dir) = &self.pins else {
+            return;
+        };
+        for uid in pins::pod_uids(dir) {
+            if !self.followed.contains_key(&uid) {
+                info!("pod {uid} is gone: detaching what an earlier agent pinned for it");
+                pins::remove_pod(dir, &uid);
+            }
+        }
+        let live: std::collections::HashSet<u64> = self
+            .followed
+            .values()
+            .flat_map(|f| f.pod.cgroup_ids())
+            .collect();
+        let counters = self.map("counters");
+        let stale: Vec<Vec<u8>> = counters
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| {
+                k.len() == 8 && !live.contains(&u64::from_ne_bytes(k[..8].try_into().unwrap()))
+            })
+            .collect();
+        for k in stale {
+            let _ = counters.delete(&k);
+        }
+    }
 }
+
+/// The start of the warning for file-open attachments that cannot be pinned.
+pub const UNPINNED_OPENS: &str =
+    "file opens are counted only while the agent runs (its tracepoint attachments cannot be pinned)";
 
 fn pod_name(p: &ResolvedPod) -> String {
     if p.info.name.is_empty() {

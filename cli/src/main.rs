@@ -35,6 +35,9 @@ enum Command {
     /// Attach to this node's pods, sample, and print per-pod statistics.
     #[command(after_help = stats::EXIT_STATUS_HELP)]
     Stats(StatsArgs),
+    /// Run always on (one per node, the DaemonSet): watch this node's pods, keep their programs
+    /// pinned across restarts, and serve Prometheus metrics.
+    Agent(podnet::agent::AgentArgs),
 }
 
 /// The log filter when RUST_LOG is unset: podnet's own crates at `warn`, nothing from its
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Command::Stats(args) => stats::main(args),
+        Command::Agent(args) => podnet::agent::main(args),
     }
 }
 
@@ -120,7 +124,9 @@ mod tests {
             "500ms",
         ])
         .unwrap();
-        let Command::Stats(a) = cli.command;
+        let Command::Stats(a) = cli.command else {
+            panic!("parsed as another command")
+        };
         assert_eq!(a.namespace.as_deref(), Some("shop"));
         assert_eq!(a.selector.as_deref(), Some("app=web"));
         assert!(a.containers);
@@ -139,7 +145,9 @@ mod tests {
         assert_eq!(e.exit_code(), 2, "{e}");
         assert!(e.to_string().contains("--iterations"), "{e}");
         let cli = Cli::try_parse_from(["podnet", "stats", "--watch", "--iterations", "1"]).unwrap();
-        let Command::Stats(a) = cli.command;
+        let Command::Stats(a) = cli.command else {
+            panic!("parsed as another command")
+        };
         assert_eq!(a.iterations, Some(1));
     }
 

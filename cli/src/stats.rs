@@ -287,7 +287,7 @@ pub async fn run(args: StatsArgs) -> Result<Outcome> {
 /// Raises the soft limit on open files to the hard limit: every pod holds five BPF link fds
 /// (and the sampling opens /proc files), so the usual soft limit of 1024 caps podnet near 200
 /// pods. Returns a warning when the limit cannot be raised.
-fn raise_fd_limit() -> Option<String> {
+pub fn raise_fd_limit() -> Option<String> {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
         Ok(l) => l,

@@ -171,6 +171,16 @@ impl Map {
         Ok(())
     }
 
+    /// Is this a map of the object's `.maps` section (not a data section such as `.rodata`)?
+    pub fn is_btf_defined(&self) -> bool {
+        !self.name.starts_with('.')
+    }
+
+    /// Names the map as its spec does (the kernel keeps only 15 bytes of a name).
+    pub(crate) fn set_name(&mut self, name: &str) {
+        self.name = name.to_string();
+    }
+
     /// Where [`Map::pin`] pinned this map.
     pub fn pin_path(&self) -> Option<&Path> {
         self.pinned.as_deref()

@@ -2,7 +2,9 @@
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-use crate::elf::ObjectSpec;
+use std::path::Path;
+
+use crate::elf::{MapKind, ObjectSpec};
 use crate::error::{Error, Result};
 use crate::map::Map;
 use crate::program::Program;
@@ -58,6 +60,41 @@ impl Object {
             let insns = reloc::link(&spec.functions, p.function, &fds)?;
             programs.push(Program::load(p, &insns, spec.license())?);
         }
+        Ok(Object { maps, programs })
+    }
+
+    /// Pins every map of the object's `.maps` section at `dir/maps/<name>` and every program at
+    /// `dir/programs/<name>` (bpffs; directories made with mode 0700), so that another process
+    /// can take them over with [`Object::from_pins`]. Data sections (`.rodata`, ...) are not
+    /// pinned: the programs keep them alive.
+    pub fn pin(&mut self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
+        for map in self.maps.iter_mut().filter(|m| m.is_btf_defined()) {
+            let path = dir.join("maps").join(map.name());
+            map.pin(&path)?;
+        }
+        for p in &self.programs {
+            p.pin(dir.join("programs").join(p.name()))?;
+        }
+        Ok(())
+    }
+
+    /// Opens an object pinned by [`Object::pin`] under `dir`, with the maps and programs `spec`
+    /// names (the spec the pinned object was loaded from). Nothing is loaded: the programs are
+    /// the pinned ones, still sharing the pinned maps.
+    pub fn from_pins(spec: &ObjectSpec, dir: impl AsRef<Path>) -> Result<Object> {
+        let dir = dir.as_ref();
+        let mut maps = Vec::new();
+        for m in spec.maps().iter().filter(|m| m.kind == MapKind::Btf) {
+            let mut map = Map::from_pin(dir.join("maps").join(&m.name))?;
+            map.set_name(&m.name);
+            maps.push(map);
+        }
+        let programs = spec
+            .programs()
+            .iter()
+            .map(|p| Program::from_pin(dir.join("programs").join(&p.name), p))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Object { maps, programs })
     }
 

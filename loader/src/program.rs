@@ -190,6 +190,31 @@ impl Program {
         self.fd.as_fd()
     }
 
+    /// Pins the program at `path` on bpffs (BPF_OBJ_PIN), creating parent directories (mode
+    /// 0700), so that a later process can attach it again ([`Program::from_pin`]).
+    pub fn pin(&self, path: impl AsRef<Path>) -> Result<()> {
+        pin_fd(
+            self.fd.as_fd(),
+            path.as_ref(),
+            &format!("program `{}`", self.name),
+        )
+    }
+
+    /// Opens a program pinned on bpffs (BPF_OBJ_GET). Its name and kind are the caller's word:
+    /// the kernel keeps neither the section nor the attach type of a loaded program.
+    pub fn from_pin(path: impl AsRef<Path>, spec: &ProgramSpec) -> Result<Program> {
+        let path = path.as_ref();
+        let c = crate::map::path_cstring(path)?;
+        let fd = sys::obj_get(&c)
+            .map_err(|e| Error::sys(format!("open pinned program {}", path.display()), e))?;
+        Ok(Program {
+            name: spec.name.clone(),
+            section: spec.section.clone(),
+            kind: spec.kind.clone(),
+            fd,
+        })
+    }
+
     /// The kernel's id of this program (what [`query_cgroup_programs`] returns).
     pub fn id(&self) -> Result<u32> {
         sys::prog_id(self.fd.as_fd())

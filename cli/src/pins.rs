@@ -1,0 +1,96 @@
+//! The agent's state on bpffs (`--pin-dir`, default `/sys/fs/bpf/podnet`, mode 0700): the loaded
+//! object and every attachment, pinned so that they outlive the agent.
+//!
+//! ```text
+//! <dir>/maps/<map>                     counters, misses, sock_owner, sock_cookie_owner
+//! <dir>/programs/<program>             every program, so a new agent attaches the same ones
+//! <dir>/tracepoints/<event>            the file-open perf links (Linux 5.15; older: not pinned)
+//! <dir>/pods/<pod uid>/<program>       each pod's cgroup links
+//! ```
+//!
+//! Removing a link's pin detaches it (the agent holds no other reference); removing everything
+//! is `podnet agent --uninstall`.
+
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// Where the agent pins by default.
+pub const DEFAULT_DIR: &str = "/sys/fs/bpf/podnet";
+
+/// Has an agent pinned its object under `dir`?
+pub fn exists(dir: &Path) -> bool {
+    dir.join("maps").join("counters").exists()
+}
+
+/// Makes `dir` (mode 0700: the counters are nobody else's business).
+pub fn create_dir(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| {
+            format!(
+                "creating the pin directory {} (is bpffs mounted? `mount -t bpf bpf /sys/fs/bpf`)",
+                dir.display()
+            )
+        })
+}
+
+/// The pin of the file-open link on tracepoint `syscalls/<event>`.
+pub fn tracepoint(dir: &Path, event: &str) -> PathBuf {
+    dir.join("tracepoints").join(event)
+}
+
+/// The pin of `program`'s link on the pod with `uid`.
+pub fn pod_link(dir: &Path, uid: &str, program: &str) -> PathBuf {
+    dir.join("pods").join(uid).join(program)
+}
+
+/// The pods whose links are pinned under `dir`.
+pub fn pod_uids(dir: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(dir.join("pods")) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect()
+}
+
+/// Removes a pod's pinned links (the kernel detaches them) and its directory.
+pub fn remove_pod(dir: &Path, uid: &str) {
+    let pod = dir.join("pods").join(uid);
+    if let Err(e) = fs::remove_dir_all(&pod) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            log::warn!("removing the pins of pod {uid} at {}: {e}", pod.display());
+        }
+    }
+}
+
+/// Removes everything pinned under `dir`: every program detaches, every map is freed once no
+/// process holds it. Returns how many pins were removed.
+pub fn uninstall(dir: &Path) -> Result<usize> {
+    if !dir.exists() {
+        return Ok(0);
+    }
+    let mut removed = 0;
+    count_files(dir, &mut removed)?;
+    fs::remove_dir_all(dir)
+        .with_context(|| format!("removing the pins under {}", dir.display()))?;
+    Ok(removed)
+}
+
+fn count_files(dir: &Path, n: &mut usize) -> Result<()> {
+    for e in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            count_files(&e.path(), n)?;
+        } else {
+            *n += 1;
+        }
+    }
+    Ok(())
+}
