@@ -388,6 +388,9 @@ impl Tracker {
     }
 
     fn unregister(&self, id: u64) {
+        if self.read_only {
+            return;
+        }
         if let Err(e) = self.map("counters").delete(&id.to_ne_bytes()) {
             debug!("unregistering cgroup {id}: {e}");
         }

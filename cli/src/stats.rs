@@ -82,6 +82,11 @@ pub struct StatsArgs {
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_pods: u32,
 
+    /// Where `podnet agent` pins its state: when it holds an agent's maps, podnet reads them for
+    /// the window instead of attaching programs of its own.
+    #[arg(long, default_value = crate::pins::DEFAULT_DIR, value_name = "DIR")]
+    pub pin_dir: PathBuf,
+
     /// With --watch, how often to list the pods again (attach to new ones, let go of deleted
     /// ones, register restarted containers); never more often than --interval. A failed
     /// refresh keeps the pods known before: one warning when it starts failing, one note when it
@@ -170,10 +175,18 @@ impl Outcome {
     }
 }
 
+/// Logged (debug) when the first counting window starts.
+pub const WINDOW_STARTS: &str = "the counting window starts";
+
 /// The pipeline. Everything attached is owned by the `Tracker` and detached when it drops, on
 /// every return path.
 pub async fn run(args: StatsArgs) -> Result<Outcome> {
-    crate::privileges::check_privileges()?;
+    // With an agent on the node, read its pinned maps for the window: nothing to load, attach or
+    // detach (and no CAP_NET_ADMIN needed).
+    let agent = crate::pins::exists(&args.pin_dir);
+    if !agent {
+        crate::privileges::check_privileges()?;
+    }
     let mounts = Mounts::detect().context("reading /proc/self/mountinfo")?;
     let cgroup2 = mounts.cgroup2.clone().ok_or_else(|| {
         anyhow!(
@@ -209,7 +222,15 @@ pub async fn run(args: StatsArgs) -> Result<Outcome> {
     };
 
     let t = Instant::now();
-    let mut tracker = Tracker::load(args.max_pods)?;
+    let mut tracker = if agent {
+        info!(
+            "reading the counters of the agent pinned under {}",
+            args.pin_dir.display()
+        );
+        Tracker::open_pins(&args.pin_dir)?
+    } else {
+        Tracker::load(args.max_pods)?
+    };
     let mut warnings = tracker.attach_file_tracepoints()?;
     warnings.extend(raise_fd_limit());
     debug!("loaded and attached tracepoints in {:?}", t.elapsed());
@@ -234,7 +255,13 @@ pub async fn run(args: StatsArgs) -> Result<Outcome> {
     // From here on Ctrl-C detaches cleanly (before, the default action kills podnet, and the
     // kernel detaches its links).
     let mut stop = Stop::install()?;
-    let base = Snapshot::zero(Instant::now());
+    // An agent's counters run since it attached: the window starts from a read now.
+    let base = if agent {
+        Snapshot::read(tracker.object())?
+    } else {
+        Snapshot::zero(Instant::now())
+    };
+    debug!("{WINDOW_STARTS}");
     let mut prev = base.clone();
     let mut shown = 0u64;
     let mut last_refresh = Instant::now();

@@ -530,3 +530,55 @@ fn pods_come_and_go_through_the_watch() {
         "only the live pod's links stay pinned"
     );
 }
+
+#[test]
+fn stats_reads_the_agents_maps_and_leaves_its_programs_alone() {
+    if !require_privileges("stats_reads_the_agents_maps_and_leaves_its_programs_alone") {
+        return;
+    }
+    let mut c = Cluster::new("agent-stats");
+    let p = pair(&mut c, "asts");
+    let pins = PinDir::new("stats");
+    let mut agent = Agent::start(&c, &pins);
+    agent.wait_ready();
+    // Traffic before the window: in the agent's counters, not in the one-shot's window.
+    let (before, n, size) = (5u64, 23u64, 250u64);
+    udp(
+        (&p.a, &p.na),
+        (&p.b, &p.nb),
+        &format!("{}:9304", p.addr_b),
+        before,
+        size,
+    );
+
+    let pin_dir = pins.0.to_string_lossy().to_string();
+    let stats = c.podnet(&["-o", "json", "--interval", "3s", "--pin-dir", &pin_dir]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !stats.stderr().contains(podnet::stats::WINDOW_STARTS) {
+        assert!(Instant::now() < deadline, "no window:\n{}", stats.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    udp(
+        (&p.a, &p.na),
+        (&p.b, &p.nb),
+        &format!("{}:9305", p.addr_b),
+        n,
+        size,
+    );
+    let doc = stats.json();
+    let item = common::item(&doc, "asts-a");
+    assert_eq!(common::n(item, "/network/txPackets"), n, "{item:#}");
+    assert_eq!(common::n(item, "/network/txBytes"), n * (size + 28));
+    // The agent's programs are the only ones, before, during and after.
+    assert_eq!(attached_programs(&p.a.dir), PROGRAMS);
+    let text = agent.get("/metrics").1;
+    assert_eq!(
+        metric(
+            &text,
+            "podnet_pod_network_transmit_packets_total",
+            "shop",
+            "asts-a"
+        ),
+        Some(before + n)
+    );
+}
