@@ -126,6 +126,7 @@ fn sockets(total: &Counters, g: &Gauges) -> Sockets {
         created: total.sock_created,
         closed: total.sock_closed,
         open: g.open_sockets,
+        open_unknown: g.fds_unreadable,
         tcp_active_opens: total.tcp_active_opens,
         tcp_passive_opens: total.tcp_passive_opens,
         tcp_retransmits: total.tcp_retransmits,
@@ -137,6 +138,7 @@ fn files(total: &Counters, g: &Gauges) -> Files {
         opens: total.file_opens,
         open_errors: total.file_open_errors,
         open_fds: g.open_fds,
+        open_fds_unknown: g.fds_unreadable,
     }
 }
 
@@ -297,6 +299,7 @@ mod tests {
                 },
                 open_fds: 9,
                 open_sockets: 2,
+                fds_unreadable: false,
             },
         );
         let w = Window {

@@ -376,6 +376,22 @@ impl Tracker {
         match result {
             Ok(()) => Ok(true),
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(true),
+            Err(LoaderError::MapFull { .. }) if what.starts_with("container ") => {
+                // The pod's cgroup programs still see the container's packets and sockets, and
+                // the open tracepoints charge its opens to the pod: only the split is lost.
+                let opens = if self.variant.tracepoint_ancestors {
+                    "and file opens"
+                } else {
+                    "(its file opens are not counted on this kernel)"
+                };
+                warnings.push(format!(
+                    "{what} has no counters of its own: the counters map is full ({} cgroups; \
+                     raise --max-pods). Only its per-container attribution is lost: its traffic, \
+                     sockets {opens} still count in its pod's totals",
+                    self.capacity
+                ));
+                Ok(false)
+            }
             Err(LoaderError::MapFull { .. }) => {
                 warnings.push(format!(
                     "{what} is not counted: the counters map is full ({} cgroups); raise --max-pods",

@@ -4,6 +4,7 @@
 //! rendering prints. Field names of the serialized types are part of the public contract
 //! (design.md, "Output schema podnet/v1"): add fields, never rename them.
 
+use serde::ser::{SerializeStruct, Serializer};
 use serde::Serialize;
 
 /// A pod as discovery found it (API server, `--pods-from`, or the cgroup-tree fallback).
@@ -46,8 +47,7 @@ pub struct Network {
 }
 
 /// Socket counters; `open` is a gauge read from /proc at sample time.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sockets {
     pub created: u64,
     pub closed: u64,
@@ -55,15 +55,59 @@ pub struct Sockets {
     pub tcp_active_opens: u64,
     pub tcp_passive_opens: u64,
     pub tcp_retransmits: u64,
+    /// `open` could not be read (/proc/PID/fd unreadable without CAP_SYS_PTRACE): JSON `null`,
+    /// `-` in tables, and `open` is 0.
+    pub open_unknown: bool,
+}
+
+impl Serialize for Sockets {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Sockets", 6)?;
+        st.serialize_field("created", &self.created)?;
+        st.serialize_field("closed", &self.closed)?;
+        st.serialize_field("open", &(!self.open_unknown).then_some(self.open))?;
+        st.serialize_field("tcpActiveOpens", &self.tcp_active_opens)?;
+        st.serialize_field("tcpPassiveOpens", &self.tcp_passive_opens)?;
+        st.serialize_field("tcpRetransmits", &self.tcp_retransmits)?;
+        st.end()
+    }
 }
 
 /// File-open counters; `open_fds` is a gauge read from /proc at sample time.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Files {
     pub opens: u64,
     pub open_errors: u64,
     pub open_fds: u64,
+    /// `open_fds` could not be read (as [`Sockets::open_unknown`]).
+    pub open_fds_unknown: bool,
+}
+
+impl Serialize for Files {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Files", 3)?;
+        st.serialize_field("opens", &self.opens)?;
+        st.serialize_field("openErrors", &self.open_errors)?;
+        st.serialize_field(
+            "openFds",
+            &(!self.open_fds_unknown).then_some(self.open_fds),
+        )?;
+        st.end()
+    }
+}
+
+/// Where memory gauges were read (`memory.source`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemorySource {
+    /// The cgroup v2 directory's `memory.current`, `memory.max`, `memory.stat`.
+    #[default]
+    Cgroup2,
+    /// The v1 memory cgroup of a hybrid host (`memory.usage_in_bytes`, ...).
+    Cgroup1,
+    /// No memory cgroup: the sum of the processes' VmRSS, which counts pages they share once
+    /// per process (usage and RSS may exceed what the pod really uses; no limit).
+    Proc,
 }
 
 /// Memory gauges read at sample time.
@@ -75,6 +119,8 @@ pub struct Memory {
     pub limit_bytes: Option<u64>,
     pub rss_bytes: u64,
     pub oom_kills: u64,
+    /// Where these numbers come from: `cgroup2`, `cgroup1` or `proc`.
+    pub source: MemorySource,
 }
 
 /// One container's statistics.
@@ -118,11 +164,21 @@ pub struct PodStatsList {
     pub timestamp: String,
     pub interval_seconds: f64,
     pub warnings: Vec<String>,
+    /// What podnet cannot see by design, whatever the machine (for instance retransmits of
+    /// connections established before attach): notes, not warnings.
+    pub coverage: Vec<String>,
     pub items: Vec<PodStats>,
 }
 
 pub const API_VERSION: &str = "podnet/v1";
 pub const KIND: &str = "PodStatsList";
+
+/// The `coverage` notes of every document: what the counters cannot include by design.
+pub const COVERAGE: &[&str] = &[
+    "sockets.tcpRetransmits counts only connections established after podnet attached (the \
+     sockops program enables retransmit callbacks per connection when it is set up); retransmits \
+     on older connections are not counted",
+];
 
 impl PodStatsList {
     pub fn new(node: String, timestamp: String, interval_seconds: f64) -> Self {
@@ -133,6 +189,7 @@ impl PodStatsList {
             timestamp,
             interval_seconds,
             warnings: Vec::new(),
+            coverage: COVERAGE.iter().map(|s| s.to_string()).collect(),
             items: Vec::new(),
         }
     }

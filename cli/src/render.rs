@@ -219,7 +219,7 @@ fn counter_cells(c: &Counters<'_>, wide: bool, qos: &str, cgroup: &str) -> Vec<S
         v.extend([
             n.rx_packets.to_string(),
             n.tx_packets.to_string(),
-            c.sockets.open.to_string(),
+            gauge(c.sockets.open, c.sockets.open_unknown),
             c.sockets.created.to_string(),
             c.sockets.closed.to_string(),
             c.sockets.tcp_active_opens.to_string(),
@@ -227,7 +227,7 @@ fn counter_cells(c: &Counters<'_>, wide: bool, qos: &str, cgroup: &str) -> Vec<S
             c.sockets.tcp_retransmits.to_string(),
             c.files.opens.to_string(),
             c.files.open_errors.to_string(),
-            c.files.open_fds.to_string(),
+            gauge(c.files.open_fds, c.files.open_fds_unknown),
             human_bytes(c.memory.usage_bytes),
             c.memory
                 .limit_bytes
@@ -239,13 +239,22 @@ fn counter_cells(c: &Counters<'_>, wide: bool, qos: &str, cgroup: &str) -> Vec<S
         ]);
     } else {
         v.extend([
-            c.sockets.open.to_string(),
+            gauge(c.sockets.open, c.sockets.open_unknown),
             c.files.opens.to_string(),
-            c.files.open_fds.to_string(),
+            gauge(c.files.open_fds, c.files.open_fds_unknown),
             memory_cell(c.memory),
         ]);
     }
     v
+}
+
+/// A gauge cell: `-` when it could not be read.
+fn gauge(value: u64, unknown: bool) -> String {
+    if unknown {
+        "-".to_string()
+    } else {
+        value.to_string()
+    }
 }
 
 fn pod_names(p: &PodStats) -> (String, String) {
@@ -335,6 +344,7 @@ pub fn render_json_line(list: &PodStatsList) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::MemorySource;
     use serde_json::Value;
 
     fn pod(ns: &str, name: &str, uid: &str, rx: u64, tx: u64) -> PodStats {
@@ -365,17 +375,20 @@ mod tests {
             tcp_active_opens: 2,
             tcp_passive_opens: 1,
             tcp_retransmits: 5,
+            open_unknown: false,
         };
         web.files = Files {
             opens: 42,
             open_errors: 2,
             open_fds: 17,
+            open_fds_unknown: false,
         };
         web.memory = Memory {
             usage_bytes: 100 * 1024 * 1024,
             limit_bytes: Some(256 * 1024 * 1024),
             rss_bytes: 90 * 1024 * 1024,
             oom_kills: 1,
+            source: MemorySource::Cgroup2,
         };
         web.containers = vec![
             ContainerStats {
@@ -628,6 +641,7 @@ mod tests {
             keys(&doc),
             [
                 "apiVersion",
+                "coverage",
                 "intervalSeconds",
                 "items",
                 "kind",
@@ -674,7 +688,7 @@ mod tests {
             "tcpRetransmits",
         ];
         let files = ["openErrors", "openFds", "opens"];
-        let memory = ["limitBytes", "oomKills", "rssBytes", "usageBytes"];
+        let memory = ["limitBytes", "oomKills", "rssBytes", "source", "usageBytes"];
         assert_eq!(keys(&web["network"]), network);
         assert_eq!(keys(&web["sockets"]), sockets);
         assert_eq!(keys(&web["files"]), files);
@@ -700,6 +714,53 @@ mod tests {
         assert_eq!(c["memory"]["limitBytes"], Value::Null);
         let unknown = items.iter().find(|i| i["pod"] == "").unwrap();
         assert_eq!(unknown["qosClass"], Value::Null);
+    }
+
+    #[test]
+    fn unreadable_gauges_are_null_and_dashes_and_memory_says_its_source() {
+        let mut list = sample_list();
+        let web = list.items.iter_mut().find(|i| i.pod == "web-0").unwrap();
+        web.sockets.open_unknown = true;
+        web.files.open_fds_unknown = true;
+        web.memory.source = MemorySource::Proc;
+        let doc: Value = serde_json::from_str(&render_json(&list)).unwrap();
+        let w = doc["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["pod"] == "web-0")
+            .unwrap();
+        assert_eq!(w["sockets"]["open"], Value::Null);
+        assert_eq!(w["files"]["openFds"], Value::Null);
+        assert_eq!(w["sockets"]["created"], 7);
+        assert_eq!(w["memory"]["source"], "proc");
+        let other = doc["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["pod"] != "web-0")
+            .unwrap();
+        assert_eq!(other["memory"]["source"], "cgroup2");
+        assert!(other["sockets"]["open"].is_u64());
+        assert_eq!(
+            doc["coverage"][0],
+            crate::model::COVERAGE[0],
+            "every document carries the coverage notes"
+        );
+        assert!(crate::model::COVERAGE[0].contains("tcpRetransmits"));
+        let table = render_table(&list, false, false, SortKey::Name);
+        let row = table.lines().find(|l| l.contains("web-0")).unwrap();
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        // NAMESPACE POD RX/S(2) TX/S(2) RX(2) TX(2) SOCKETS OPENS FDS MEMORY...
+        let (sockets, opens, fds) = (cells[10], cells[11], cells[12]);
+        assert_eq!((sockets, opens, fds), ("-", "42", "-"), "{row}");
+        let wide = render_table(&list, true, false, SortKey::Name);
+        let row = wide.lines().find(|l| l.contains("web-0")).unwrap();
+        assert_eq!(
+            row.split_whitespace().filter(|c| *c == "-").count(),
+            2,
+            "{row}"
+        );
     }
 
     #[test]

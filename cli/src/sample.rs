@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use log::debug;
 use podnet_loader::Object;
 
-use crate::model::Memory;
+use crate::model::{Memory, MemorySource};
 
 /// One tracked cgroup's counters, summed over every possible CPU. Mirrors
 /// `struct podnet_counters` in `bpf-src/podnet.h` field for field.
@@ -207,6 +207,26 @@ pub struct Gauges {
     pub memory: Memory,
     pub open_fds: u64,
     pub open_sockets: u64,
+    /// Some process's /proc/PID/fd could not be read (no CAP_SYS_PTRACE): `open_fds` and
+    /// `open_sockets` are unknown, not 0.
+    pub fds_unreadable: bool,
+}
+
+/// The start of the warning for fd and socket counts that /proc does not let podnet read.
+pub const FDS_UNREADABLE_WARNING: &str = "open sockets and open file descriptors cannot be \
+     counted: /proc/PID/fd of the pods' processes is unreadable";
+
+/// Warnings for gauges that could not be read, once per report.
+pub fn gauge_warnings<'a>(gauges: impl IntoIterator<Item = &'a Gauges>) -> Vec<String> {
+    let mut w = Vec::new();
+    if gauges.into_iter().any(|g| g.fds_unreadable) {
+        w.push(format!(
+            "{FDS_UNREADABLE_WARNING} without CAP_SYS_PTRACE, so sockets.open and files.openFds \
+             are null (\"-\" in tables): run podnet as root with CAP_SYS_PTRACE (in a DaemonSet, \
+             add SYS_PTRACE to securityContext.capabilities.add)"
+        ));
+    }
+    w
 }
 
 /// Where a cgroup's files live: its v2 directory and, on hybrid hosts, the v1 memory hierarchy.
@@ -269,7 +289,7 @@ pub fn ancestor_named<'a>(path: &'a str, name: &str) -> Option<&'a str> {
 /// relative to the cgroup2 mount.
 pub fn read_gauges(cg: &CgroupFiles, rel: &str) -> Gauges {
     let pids = subtree_pids(&cg.v2_dir);
-    let (open_fds, open_sockets) = count_fds(&pids);
+    let fds = count_fds_checked(&pids);
     let memory = read_memory_v2(&cg.v2_dir)
         .or_else(|| {
             cg.memory_v1_dir(rel, &pids)
@@ -283,12 +303,14 @@ pub fn read_gauges(cg: &CgroupFiles, rel: &str) -> Gauges {
                 limit_bytes: None,
                 rss_bytes: rss,
                 oom_kills: 0,
+                source: MemorySource::Proc,
             }
         });
     Gauges {
         memory,
-        open_fds,
-        open_sockets,
+        open_fds: fds.fds,
+        open_sockets: fds.sockets,
+        fds_unreadable: fds.unreadable,
     }
 }
 
@@ -305,6 +327,7 @@ pub fn read_memory_v2(dir: &Path) -> Option<Memory> {
         limit_bytes: limit,
         rss_bytes: stat.get("anon").copied().unwrap_or(0),
         oom_kills: events.get("oom_kill").copied().unwrap_or(0),
+        source: MemorySource::Cgroup2,
     })
 }
 
@@ -326,6 +349,7 @@ pub fn read_memory_v1(dir: &Path) -> Option<Memory> {
             .copied()
             .unwrap_or(0),
         oom_kills: oom.get("oom_kill").copied().unwrap_or(0),
+        source: MemorySource::Cgroup1,
     })
 }
 
@@ -376,22 +400,46 @@ pub fn subtree_pids(dir: &Path) -> BTreeSet<u32> {
 /// Open file descriptors and, among them, sockets, held by `pids`. Processes that exit while
 /// being read are skipped.
 pub fn count_fds(pids: &BTreeSet<u32>) -> (u64, u64) {
-    let (mut fds, mut sockets) = (0, 0);
+    let c = count_fds_checked(pids);
+    (c.fds, c.sockets)
+}
+
+/// What [`count_fds_checked`] found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FdCount {
+    pub fds: u64,
+    pub sockets: u64,
+    /// A process's fd directory or links were denied (EACCES/EPERM: reading another user's, or
+    /// a more privileged process's, /proc/PID/fd needs CAP_SYS_PTRACE): the counts are partial.
+    pub unreadable: bool,
+}
+
+fn denied(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::PermissionDenied
+        || matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES))
+}
+
+/// [`count_fds`], and whether the kernel refused to show some process's descriptors.
+pub fn count_fds_checked(pids: &BTreeSet<u32>) -> FdCount {
+    let mut c = FdCount::default();
     for pid in pids {
-        let Ok(rd) = fs::read_dir(format!("/proc/{pid}/fd")) else {
-            continue;
+        let rd = match fs::read_dir(format!("/proc/{pid}/fd")) {
+            Ok(rd) => rd,
+            Err(e) => {
+                c.unreadable |= denied(&e);
+                continue;
+            }
         };
         for e in rd.flatten() {
-            fds += 1;
-            if fs::read_link(e.path())
-                .map(|t| t.to_string_lossy().starts_with("socket:"))
-                .unwrap_or(false)
-            {
-                sockets += 1;
+            c.fds += 1;
+            match fs::read_link(e.path()) {
+                Ok(t) if t.to_string_lossy().starts_with("socket:") => c.sockets += 1,
+                Ok(_) => {}
+                Err(e) => c.unreadable |= denied(&e),
             }
         }
     }
-    (fds, sockets)
+    c
 }
 
 /// Resident set size of one process in bytes (`VmRSS` of /proc/PID/status), 0 if it is gone.
@@ -486,7 +534,8 @@ mod tests {
                 usage_bytes: 1048576,
                 limit_bytes: None,
                 rss_bytes: 65536,
-                oom_kills: 1
+                oom_kills: 1,
+                source: MemorySource::Cgroup2,
             }
         );
         fs::write(p.join("memory.max"), "2097152\n").unwrap();
@@ -506,7 +555,8 @@ mod tests {
                 usage_bytes: 4096,
                 limit_bytes: None,
                 rss_bytes: 2048,
-                oom_kills: 4
+                oom_kills: 4,
+                source: MemorySource::Cgroup1,
             }
         );
     }

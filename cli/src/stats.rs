@@ -509,6 +509,7 @@ fn report(
     doc.warnings.extend(state.notices.iter().cloned());
     doc.warnings
         .extend(sample::miss_warnings(tracker.capacity(), base, now));
+    doc.warnings.extend(sample::gauge_warnings(gauges.values()));
     doc
 }
 

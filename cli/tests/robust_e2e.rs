@@ -243,3 +243,178 @@ fn a_container_whose_cgroup_is_gone_leaves_the_map_and_stays_in_its_pod() {
     let (status, _) = p.finish();
     assert!(status.success(), "{status}");
 }
+
+/// `podnet stats` run through `setpriv` with `setpriv_args`, against `c`, one 200 ms window.
+fn podnet_via_setpriv(c: &Cluster, setpriv_args: &[&str], extra: &[&str]) -> std::process::Output {
+    std::process::Command::new("setpriv")
+        .args(setpriv_args)
+        .arg(common::podnet_bin())
+        .arg("stats")
+        .arg("--kubeconfig")
+        .arg(c.kubeconfig.path())
+        .args(["--node", NODE, "--interval", "200ms"])
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running setpriv (util-linux)")
+}
+
+#[test]
+fn without_cap_sys_ptrace_fd_gauges_are_null_and_named() {
+    if !require_privileges("without_cap_sys_ptrace_fd_gauges_are_null_and_named") {
+        return;
+    }
+    let mut c = Cluster::new("noptrace");
+    let pod = c.pod(
+        "shop",
+        "web-0",
+        Layout::SystemdContainerd,
+        Qos::Burstable,
+        &["app"],
+    );
+    // A root process holding descriptors in the pod (as a container's would).
+    let mut w = Workload::spawn_in(&args("hold-memory --mib 1"), None, &pod.containers[0]).unwrap();
+    w.wait_ready().unwrap();
+    w.go().unwrap();
+    w.result().unwrap();
+    // Root without CAP_SYS_PTRACE: /proc/PID/fd of processes with more capabilities is denied.
+    let out = podnet_via_setpriv(
+        &c,
+        &["--bounding-set=-sys_ptrace", "--inh-caps=-sys_ptrace"],
+        &["-o", "json"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {err}", out.status);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let i = item(&doc, "web-0");
+    assert_eq!(i["sockets"]["open"], Value::Null, "{i:#}");
+    assert_eq!(i["files"]["openFds"], Value::Null, "{i:#}");
+    assert_eq!(i["containers"][0]["files"]["openFds"], Value::Null, "{i:#}");
+    let named: Vec<&Value> = doc["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w.as_str().unwrap().contains("CAP_SYS_PTRACE"))
+        .collect();
+    assert_eq!(named.len(), 1, "{:#}", doc["warnings"]);
+    // The table shows dashes, the warning goes to stderr.
+    let out = podnet_via_setpriv(
+        &c,
+        &["--bounding-set=-sys_ptrace", "--inh-caps=-sys_ptrace"],
+        &[],
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    let row: Vec<&str> = table
+        .lines()
+        .find(|l| l.contains("web-0"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!((row[10], row[12]), ("-", "-"), "{table}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CAP_SYS_PTRACE"));
+    // With every capability the same process's descriptors are counted, and nothing is said.
+    let doc = c.podnet(&["-o", "json", "--interval", "200ms"]).json();
+    let i = item(&doc, "web-0");
+    assert!(n(i, "/files/openFds") >= 3, "{i:#}");
+    assert!(i["sockets"]["open"].is_u64(), "{i:#}");
+    assert!(!warns(&doc, "CAP_SYS_PTRACE"), "{:#}", doc["warnings"]);
+    w.release().unwrap();
+}
+
+#[test]
+fn tracefs_it_may_not_read_is_permission_denied_with_the_fix() {
+    if !require_privileges("tracefs_it_may_not_read_is_permission_denied_with_the_fix") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let tracefs = podnet_loader::tracefs_dir().unwrap();
+    let mode = std::fs::metadata(&tracefs).unwrap().permissions().mode();
+    let c = Cluster::new("tracefs");
+    // podnet's capabilities as `setcap` would give them to a non-root user: no
+    // CAP_DAC_READ_SEARCH.
+    let caps = "+bpf,+perfmon,+net_admin";
+    let out = podnet_via_setpriv(
+        &c,
+        &[
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            &format!("--inh-caps={caps}"),
+            &format!("--ambient-caps={caps}"),
+        ],
+        &["-o", "json"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    if mode & 0o005 == 0o005 {
+        // A tracefs everyone may read (mounted with mode=755): no complaint about it.
+        assert!(!err.contains("tracefs"), "{err}");
+        return;
+    }
+    // The default tracefs mode (0700).
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "permission denied reading tracefs at {}",
+            tracefs.display()
+        )),
+        "{err}"
+    );
+    for fix in [
+        "CAP_DAC_READ_SEARCH",
+        "cap_dac_read_search",
+        "mode=755",
+        "root",
+    ] {
+        assert!(err.contains(fix), "{fix} not in: {err}");
+    }
+    assert!(!err.contains("not found"), "{err}");
+}
+
+#[test]
+fn a_container_beyond_the_map_still_counts_in_its_pod_and_the_warning_says_so() {
+    if !require_privileges(
+        "a_container_beyond_the_map_still_counts_in_its_pod_and_the_warning_says_so",
+    ) {
+        return;
+    }
+    let mut c = Cluster::new("maxpods");
+    // --max-pods 1 holds 8 cgroups: the pod and its first 7 containers.
+    let names: Vec<String> = (0..8).map(|i| format!("c{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let pod = c.pod("shop", "big", Layout::Cgroupfs, Qos::Burstable, &refs);
+    let mut p = c.podnet(&["-o", "json", "--interval", "4s", "--max-pods", "1"]);
+    p.wait_attached(&[&pod.dir]);
+    let r = run_in(&pod, 7, "open --path /etc/hostname --count 6");
+    assert_eq!(r["opened"], 6);
+    let r = run_in(&pod, 7, "sockets --count 4");
+    assert_eq!(r["created"], 4);
+    let doc = p.json();
+    let i = item(&doc, "big");
+    assert_eq!(n(i, "/files/opens"), 6, "{i:#}");
+    assert_eq!(n(i, "/sockets/created"), 4, "{i:#}");
+    let rows: Vec<&str> = i["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(rows, &refs[..7]);
+    let w: Vec<&str> = doc["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .filter(|w| w.contains("shop/big/c7"))
+        .collect();
+    assert_eq!(w.len(), 1, "{:#}", doc["warnings"]);
+    assert!(
+        w[0].contains("per-container attribution")
+            && w[0].contains("still count in its pod's totals")
+            && w[0].contains("--max-pods")
+            && !w[0].contains("is not counted"),
+        "{}",
+        w[0]
+    );
+}

@@ -430,6 +430,14 @@ fn memory_is_at_least_what_a_process_touched() {
         n(&i["containers"][0], "/memory/rssBytes") >= mib << 20,
         "{i:#}"
     );
+    // Where podnet read it: the v1 memory hierarchy on hybrid hosts (this VM), else cgroup v2.
+    let source = if pod.memcg.is_some() {
+        "cgroup1"
+    } else {
+        "cgroup2"
+    };
+    assert_eq!(i["memory"]["source"], source, "{i:#}");
+    assert_eq!(i["containers"][0]["memory"]["source"], source, "{i:#}");
     w.release().unwrap();
 }
 

@@ -154,6 +154,27 @@ pub enum Error {
         /// The tracefs directory searched.
         tracefs: PathBuf,
     },
+    /// tracefs is mounted but this process may not look inside it (mode 0700, not root, no
+    /// CAP_DAC_READ_SEARCH).
+    #[error(
+        "permission denied reading tracefs at {}: it is mounted (mode {mode:o}, owner uid {uid}) \
+         but this process (uid {euid}) lacks CAP_DAC_READ_SEARCH to read it: run podnet as root, add \
+         cap_dac_read_search to its capabilities (`setcap \
+         cap_bpf,cap_perfmon,cap_net_admin,cap_dac_read_search+ep $(command -v podnet)`), or remount \
+         tracefs readable (`mount -o remount,mode=755 {}`)",
+        dir.display(),
+        dir.display()
+    )]
+    TracefsDenied {
+        /// The tracefs mount point.
+        dir: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+        /// Its owner.
+        uid: u32,
+        /// This process's effective uid.
+        euid: u32,
+    },
     /// No tracefs mount, and it could not be mounted.
     #[error("tracefs not found ({0}): mount it with `mount -t tracefs tracefs /sys/kernel/tracing` (as root)")]
     NoTracefs(String),

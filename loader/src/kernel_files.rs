@@ -67,8 +67,7 @@ pub fn tracefs_dir() -> Result<PathBuf> {
     let mut candidates = mounted("tracefs")?;
     candidates.push("/sys/kernel/tracing".into());
     candidates.push("/sys/kernel/debug/tracing".into());
-    let found = candidates.into_iter().find(|d| d.join("events").is_dir());
-    let dir = match found {
+    let dir = match pick_tracefs(&candidates, |p| std::fs::metadata(p))? {
         Some(d) => d,
         None if sys::is_root() => {
             let target = Path::new("/sys/kernel/tracing");
@@ -83,6 +82,41 @@ pub fn tracefs_dir() -> Result<PathBuf> {
         }
     };
     Ok(DIR.get_or_init(|| dir).clone())
+}
+
+/// The first of `candidates` whose `events` directory `stat` finds. A candidate that exists but
+/// whose `events` this process may not see (EACCES: tracefs is mode 0700 and podnet runs with
+/// capabilities rather than as root) is that error, not "not found": tracefs is there.
+fn pick_tracefs(
+    candidates: &[PathBuf],
+    stat: impl Fn(&Path) -> std::io::Result<std::fs::Metadata>,
+) -> Result<Option<PathBuf>> {
+    let mut denied = None;
+    for d in candidates {
+        match stat(&d.join("events")) {
+            Ok(m) if m.is_dir() => return Ok(Some(d.clone())),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && denied.is_none() => {
+                denied = Some(d.clone());
+            }
+            _ => {}
+        }
+    }
+    match denied {
+        Some(dir) => {
+            use std::os::unix::fs::MetadataExt;
+            let (mode, uid) = stat(&dir)
+                .map(|m| (m.mode() & 0o7777, m.uid()))
+                .unwrap_or((0, 0));
+            Err(Error::TracefsDenied {
+                dir,
+                mode,
+                uid,
+                // /proc/self belongs to the process's effective uid.
+                euid: std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid()),
+            })
+        }
+        None => Ok(None),
+    }
 }
 
 fn check_event_component(s: &str) -> Result<()> {
@@ -158,6 +192,50 @@ pub(crate) fn is_on_bpffs(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tracefs_that_cannot_be_read_is_permission_denied_not_missing() {
+        use std::io::{Error as IoError, ErrorKind};
+        let tmp = std::env::temp_dir().join(format!("podnet-tracefs-{}", std::process::id()));
+        std::fs::create_dir_all(tmp.join("events")).unwrap();
+        let candidates = vec![PathBuf::from("/mnt/tracefs"), tmp.clone()];
+        // A 0700 tracefs seen without CAP_DAC_READ_SEARCH: its `events` cannot even be stat'ed.
+        let denied = |p: &Path| {
+            if p.starts_with("/mnt/tracefs/") {
+                Err(IoError::from(ErrorKind::PermissionDenied))
+            } else if p == Path::new("/mnt/tracefs") {
+                std::fs::metadata(&tmp)
+            } else {
+                Err(IoError::from(ErrorKind::NotFound))
+            }
+        };
+        match pick_tracefs(&candidates[..1], denied) {
+            Err(e @ Error::TracefsDenied { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.starts_with("permission denied reading tracefs at /mnt/tracefs"));
+                assert!(
+                    msg.contains("CAP_DAC_READ_SEARCH") && msg.contains("mode=755"),
+                    "{msg}"
+                );
+                assert!(!msg.contains("not found"), "{msg}");
+            }
+            other => panic!("expected TracefsDenied, got {other:?}"),
+        }
+        // A readable one later in the list wins.
+        assert_eq!(
+            pick_tracefs(&candidates, |p| if p.starts_with("/mnt") {
+                denied(p)
+            } else {
+                std::fs::metadata(p)
+            })
+            .unwrap(),
+            Some(tmp.clone())
+        );
+        // Nothing anywhere: not found, as before.
+        let missing = |_: &Path| Err(IoError::from(ErrorKind::NotFound));
+        assert_eq!(pick_tracefs(&candidates, missing).unwrap(), None);
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
 
     #[test]
     fn cpu_lists() {
