@@ -234,10 +234,20 @@ impl Tracker {
             return Ok((t, true));
         }
         pins::create_dir(dir)?;
-        let mut t = Tracker::load(max_pods)?;
-        t.object.pin(dir).with_context(|| {
-            format!("pinning podnet's maps and programs under {}", dir.display())
-        })?;
+        // A start that fails half-way leaves nothing pinned.
+        let pinned = Tracker::load(max_pods).and_then(|mut t| {
+            t.object.pin(dir).with_context(|| {
+                format!("pinning podnet's maps and programs under {}", dir.display())
+            })?;
+            Ok(t)
+        });
+        let mut t = match pinned {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = pins::uninstall(dir);
+                return Err(e);
+            }
+        };
         t.pins = Some(dir.to_path_buf());
         Ok((t, false))
     }

@@ -582,3 +582,30 @@ fn stats_reads_the_agents_maps_and_leaves_its_programs_alone() {
         Some(before + n)
     );
 }
+
+#[test]
+fn a_failed_start_pins_nothing() {
+    if !require_privileges("a_failed_start_pins_nothing") {
+        return;
+    }
+    let pins = PinDir::new("fail");
+    let out = Command::new(podnet_bin())
+        .args([
+            "agent",
+            "--node",
+            NODE,
+            "--listen",
+            "127.0.0.1:0",
+            "--kubeconfig",
+        ])
+        .arg("/nonexistent/kubeconfig")
+        .arg("--pin-dir")
+        .arg(&pins.0)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/kubeconfig"), "{stderr}");
+    assert!(!pins.0.exists(), "a failed start left {}", pins.0.display());
+}

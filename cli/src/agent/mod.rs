@@ -158,8 +158,40 @@ async fn run(args: AgentArgs) -> Result<()> {
         .clone()
         .or_else(|| std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()))
         .unwrap_or_else(discover::default_node_name);
+    let opts = DiscoverOptions {
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone(),
+        node: node.clone(),
+        ..DiscoverOptions::default()
+    };
+    let mut config_warnings = Vec::new();
+    let config = discover::watch_config(&opts, &mut config_warnings)
+        .await?
+        .context(
+            "no Kubernetes API configured: the agent watches the API for this node's pods \
+             (run it in-cluster, or pass --kubeconfig FILE)",
+        )?;
+    for w in config_warnings {
+        warn!("{w}");
+    }
+    let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
+    // Everything that can fail for want of configuration is checked before anything is pinned:
+    // a failed start must leave nothing attached.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {} (--listen)", args.listen))?;
     let (mut tracker, adopted) = Tracker::load_pinned(args.max_pods, &args.pin_dir)?;
-    let mut warnings = tracker.attach_file_tracepoints()?;
+    let mut warnings = match tracker.attach_file_tracepoints() {
+        Ok(w) => w,
+        Err(e) => {
+            if !adopted {
+                // Nothing of this start may stay attached.
+                drop(tracker);
+                let _ = pins::uninstall(&args.pin_dir);
+            }
+            return Err(e);
+        }
+    };
     info!(
         "{} the BPF object under {}; node {node}",
         if adopted {
@@ -184,32 +216,12 @@ async fn run(args: AgentArgs) -> Result<()> {
         containers: args.containers,
     }));
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {} (--listen)", args.listen))?;
     info!(
         "serving /metrics, /stats, /healthz and /readyz on {}",
         args.listen
     );
     tokio::spawn(http::serve(listener, shared.clone()));
 
-    let opts = DiscoverOptions {
-        kubeconfig: args.kubeconfig.clone(),
-        context: args.context.clone(),
-        node: node.clone(),
-        ..DiscoverOptions::default()
-    };
-    let mut config_warnings = Vec::new();
-    let config = discover::watch_config(&opts, &mut config_warnings)
-        .await?
-        .context(
-            "no Kubernetes API configured: the agent watches the API for this node's pods \
-             (run it in-cluster, or pass --kubeconfig FILE)",
-        )?;
-    for w in config_warnings {
-        warn!("{w}");
-    }
-    let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
     tokio::spawn(watch::run(client, node, shared.clone()));
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
