@@ -243,6 +243,7 @@ pub async fn run(args: StatsArgs) -> Result<Outcome> {
         notices: Vec::new(),
         source: None,
         stdin_pods: None,
+        empty: None,
     };
     // The first list decides what podnet follows: any failure of it ends the run.
     refresh_pods(&opts, &mounts, &mut tracker, &mut state)
@@ -289,7 +290,8 @@ pub async fn run(args: StatsArgs) -> Result<Outcome> {
         let doc = report(&state, &base, &prev, &now, &tracker);
         // Notices are said once.
         state.notices.clear();
-        if print_report(&doc, &args, interactive)? == Printed::ReaderGone {
+        let empty = state.empty.as_deref();
+        if print_report(&doc, &args, interactive, empty)? == Printed::ReaderGone {
             // `podnet stats --watch | head -1`: nobody reads any more. Returning drops the
             // tracker, which detaches everything.
             info!("standard output is a closed pipe: detaching");
@@ -352,6 +354,39 @@ struct State {
     source: Option<Source>,
     /// `--pods-from -`: standard input is read once; later refreshes re-resolve these pods.
     stdin_pods: Option<Discovery>,
+    /// The last list was empty under -n/-l: what to say instead of an empty table.
+    empty: Option<String>,
+}
+
+/// What an empty list under `-n`/`-l` means, in kubectl's words ("No resources found in shop
+/// namespace.").
+fn no_pods_found(opts: &DiscoverOptions) -> String {
+    let mut s = format!("No pods found on node {}", opts.node);
+    match &opts.namespace {
+        Some(ns) => s.push_str(&format!(" in namespace {ns}")),
+        None => s.push_str(" in any namespace"),
+    }
+    if let Some(sel) = &opts.selector {
+        s.push_str(&format!(" matching -l {sel}"));
+    }
+    s.push('.');
+    s
+}
+
+/// The warning for a source that lists no pod on the node while the cgroup tree holds pod
+/// directories: the node name is the usual culprit (a hostname that is not the node's name).
+fn node_name_warning(source: &Source, node: &str, pod_dirs: usize) -> String {
+    let from = match source {
+        Source::Api { server } => format!("the API server {server}"),
+        Source::File { path } => format!("--pods-from {path}"),
+        Source::CgroupScan { .. } => "the cgroup scan".into(),
+    };
+    format!(
+        "{from} lists no pods on node `{node}`, but this machine's cgroup tree holds {pod_dirs} pod \
+         directories: is `{node}` this node's name as the cluster knows it? Pass --node NAME or \
+         set NODE_NAME (`kubectl get nodes` lists the names; podnet defaults to NODE_NAME, else \
+         the hostname)"
+    )
 }
 
 /// Why a refresh of the pod list failed.
@@ -464,6 +499,20 @@ async fn refresh_pods(
     // Also looks in the v1 hierarchy when the v2 tree has no pods, to say so plainly.
     let index = resolve::scan_mounts(mounts).map_err(|e| RefreshError::Transient(e.into()))?;
     let mut warnings = found.warnings;
+    let filtered = opts.namespace.is_some() || opts.selector.is_some();
+    let listed = matches!(found.source, Source::Api { .. } | Source::File { .. });
+    state.empty = None;
+    if found.pods.is_empty() && listed {
+        if filtered {
+            state.empty = Some(no_pods_found(opts));
+        } else if !index.pods.is_empty() {
+            warnings.push(node_name_warning(
+                &found.source,
+                &opts.node,
+                index.pods.len(),
+            ));
+        }
+    }
     let resolved = resolve::resolve(&found.pods, &index);
     warnings.extend(resolved.warnings);
     let (pods, mut w) = tracker.follow(&resolved.pods, mounts);
@@ -521,7 +570,12 @@ enum Printed {
     ReaderGone,
 }
 
-fn print_report(doc: &PodStatsList, args: &StatsArgs, interactive: bool) -> Result<Printed> {
+fn print_report(
+    doc: &PodStatsList,
+    args: &StatsArgs,
+    interactive: bool,
+    empty: Option<&str>,
+) -> Result<Printed> {
     let mut out = std::io::stdout().lock();
     let text = match args.output {
         Output::Json if args.watch => render::render_json_line(doc),
@@ -542,10 +596,17 @@ fn print_report(doc: &PodStatsList, args: &StatsArgs, interactive: bool) -> Resu
                 for w in &doc.warnings {
                     s.push_str(&format!("warning: {w}\n"));
                 }
+                if let Some(e) = empty {
+                    s.push_str(&format!("{e}\n"));
+                }
                 s
             } else {
                 for w in &doc.warnings {
                     eprintln!("warning: {w}");
+                }
+                if let Some(e) = empty {
+                    // Like kubectl's "No resources found": on stderr, the table stays parseable.
+                    eprintln!("{e}");
                 }
                 table
             }
@@ -685,6 +746,7 @@ mod tests {
             notices: Vec::new(),
             source: None,
             stdin_pods: None,
+            empty: None,
         }
     }
 
@@ -767,6 +829,38 @@ mod tests {
         assert_eq!(getrlimit(Resource::RLIMIT_NOFILE).unwrap(), (hard, hard));
         // Already raised: nothing to do, nothing to say.
         assert_eq!(raise_fd_limit(), None);
+    }
+
+    #[test]
+    fn empty_lists_say_why_like_kubectl() {
+        let mut opts = DiscoverOptions {
+            node: "n1".into(),
+            namespace: Some("shop".into()),
+            ..DiscoverOptions::default()
+        };
+        assert_eq!(
+            no_pods_found(&opts),
+            "No pods found on node n1 in namespace shop."
+        );
+        opts.namespace = None;
+        opts.selector = Some("app=web".into());
+        assert_eq!(
+            no_pods_found(&opts),
+            "No pods found on node n1 in any namespace matching -l app=web."
+        );
+        let api = Source::Api {
+            server: "https://10.0.0.1:6443".into(),
+        };
+        let w = node_name_warning(&api, "laptop", 3);
+        assert!(
+            w.starts_with("the API server https://10.0.0.1:6443 lists no pods on node `laptop`"),
+            "{w}"
+        );
+        assert!(
+            w.contains("holds 3 pod directories") && w.contains("--node NAME"),
+            "{w}"
+        );
+        assert!(w.contains("NODE_NAME"), "{w}");
     }
 
     #[test]

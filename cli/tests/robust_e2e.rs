@@ -418,3 +418,127 @@ fn a_container_beyond_the_map_still_counts_in_its_pod_and_the_warning_says_so() 
         w[0]
     );
 }
+
+/// `podnet stats` against `c` with exactly `a` after `--kubeconfig` (no `--node` of its own).
+fn podnet_output(c: &Cluster, a: &[&str]) -> std::process::Output {
+    std::process::Command::new(common::podnet_bin())
+        .arg("stats")
+        .arg("--kubeconfig")
+        .arg(c.kubeconfig.path())
+        .args(a)
+        .env_remove("RUST_LOG")
+        .env_remove("NODE_NAME")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn empty_results_say_why() {
+    if !require_privileges("empty_results_say_why") {
+        return;
+    }
+    let mut c = Cluster::new("empty");
+    let pod = c.pod(
+        "shop",
+        "web-0",
+        Layout::SystemdContainerd,
+        Qos::Burstable,
+        &["web"],
+    );
+    // A namespace with no pods: kubectl's "No resources found", on stderr; the table is the
+    // header alone.
+    let out = podnet_output(
+        &c,
+        &["--node", NODE, "--interval", "200ms", "-n", "nothing"],
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.starts_with("NAMESPACE"), "{stdout}");
+    assert_eq!(
+        stderr,
+        format!("No pods found on node {NODE} in namespace nothing.\n")
+    );
+    // A selector that matches nothing, in every namespace.
+    let out = podnet_output(
+        &c,
+        &["--node", NODE, "--interval", "200ms", "-l", "app=none"],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("No pods found on node {NODE} in any namespace matching -l app=none.\n")
+    );
+    // The wrong node name: the API lists nothing, the cgroup tree holds pods.
+    let out = podnet_output(
+        &c,
+        &[
+            "--node",
+            "not-this-node",
+            "--interval",
+            "200ms",
+            "-o",
+            "json",
+        ],
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["items"], json!([]));
+    let w: Vec<&str> = doc["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .filter(|w| w.contains("lists no pods on node `not-this-node`"))
+        .collect();
+    assert_eq!(w.len(), 1, "{:#}", doc["warnings"]);
+    assert!(
+        w[0].contains("--node") && w[0].contains("NODE_NAME"),
+        "{}",
+        w[0]
+    );
+    // The right node: no such warning.
+    let doc = c.podnet(&["-o", "json", "--interval", "200ms"]).json();
+    assert!(!warns(&doc, "lists no pods"), "{:#}", doc["warnings"]);
+    assert_eq!(item(&doc, "web-0")["cgroupPath"], pod.rel.as_str());
+}
+
+#[test]
+fn a_200_answer_that_is_not_a_pod_list_is_an_error() {
+    if !require_privileges("a_200_answer_that_is_not_a_pod_list_is_an_error") {
+        return;
+    }
+    let mut c = Cluster::new("notlist");
+    let pod = c.pod(
+        "shop",
+        "web-0",
+        Layout::SystemdContainerd,
+        Qos::Burstable,
+        &["web"],
+    );
+    // What a web server or a misrouted proxy at the server URL might answer.
+    c.api.answer_lists_with(Some(
+        json!({"kind": "NodeList", "apiVersion": "v1", "items": []}),
+    ));
+    let out = podnet_output(&c, &["--node", NODE, "--interval", "200ms", "-o", "json"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("answered 200 OK with an object of kind `NodeList`, not a PodList"),
+        "{err}"
+    );
+    c.api.answer_lists_with(Some(json!({"hello": "world"})));
+    let out = podnet_output(&c, &["--node", NODE, "--interval", "200ms"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("kind `(none)`, not a PodList"), "{err}");
+    assert_eq!(common::attached_programs(&pod.dir), 0);
+    // PodLists again: the pod is there.
+    c.api.answer_lists_with(None);
+    let doc = c.podnet(&["-o", "json", "--interval", "200ms"]).json();
+    item(&doc, "web-0");
+}

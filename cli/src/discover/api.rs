@@ -24,6 +24,8 @@ pub(super) enum ApiFailure {
     Unreachable(String),
     /// Anything else: an error.
     Fatal(kube::Error),
+    /// A 200 answer whose object is not a `PodList` (its kind).
+    NotAPodList(String),
 }
 
 /// Lists the pods on `opts.node`; the whole request is bounded by `timeouts.request`.
@@ -63,6 +65,11 @@ pub(super) async fn list_from_api(
             }
             Ok(Ok(l)) => l,
         };
+    if list.kind.as_deref() != Some("PodList") {
+        return Err(ApiFailure::NotAPodList(
+            list.kind.unwrap_or_else(|| "(none)".into()),
+        ));
+    }
     let node = opts.node.as_str();
     Ok(list
         .items

@@ -206,6 +206,16 @@ pub enum DiscoverError {
         /// The server's message.
         message: String,
     },
+    /// A 200 answer that is not a `PodList`: a proxy or another service at the server URL.
+    #[error("{server}{path} answered 200 OK with an object of kind `{kind}`, not a PodList: {server} is not a Kubernetes API server (or a proxy in front of it answers for it); check the kubeconfig's server URL")]
+    NotAPodList {
+        /// The server URL.
+        server: String,
+        /// The path asked.
+        path: String,
+        /// The `kind` of what it answered (or `no kind`).
+        kind: String,
+    },
     /// The server was reached but the exchange failed (TLS, a bad response).
     #[error("talking to the API server {server} failed: {reason}: check the kubeconfig's server URL and certificate authority")]
     Transport {
@@ -336,6 +346,14 @@ async fn discover_inner(
             fallback(opts, why, warnings)
         }
         Err(ApiFailure::Fatal(e)) => Err(classify_fatal(e, &server)),
+        Err(ApiFailure::NotAPodList(kind)) => Err(DiscoverError::NotAPodList {
+            server,
+            path: match &opts.namespace {
+                Some(ns) => format!("/api/v1/namespaces/{ns}/pods"),
+                None => "/api/v1/pods".into(),
+            },
+            kind,
+        }),
     }
 }
 

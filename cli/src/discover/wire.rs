@@ -61,6 +61,9 @@ pub(super) struct WireContainerStatus {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(super) struct WirePodList {
+    /// `PodList` from a real server; anything else answered with 200 (a proxy's or another
+    /// API's object) is not a list of pods.
+    pub(super) kind: Option<String>,
     pub(super) items: Vec<WirePod>,
 }
 

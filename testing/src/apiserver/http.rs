@@ -307,6 +307,9 @@ fn pods(
     if watch_path || truthy(req.query_value("watch")) {
         return watch(req, shared, filter);
     }
+    if let Some(body) = shared.list_body.lock().unwrap().clone() {
+        return json_response(200, &body);
+    }
     let store = shared.store.lock().unwrap();
     let items: Vec<Value> = store
         .pods()

@@ -23,7 +23,8 @@
 //! `Status` 410 `Expired`, as the real server sends it.
 //!
 //! **Failures.** [`StubApiServer::set_status`] answers every request with a `kind: Status`
-//! failure (401, 403, 500, ...), [`StubApiServer::fail_next`] only the next N requests, and
+//! failure (401, 403, 500, ...), [`StubApiServer::fail_next`] only the next N requests,
+//! [`StubApiServer::answer_lists_with`] answers pod lists 200 with any object but a `PodList`, and
 //! [`StubApiServer::drop_watches`] breaks every open watch connection mid-stream. Every request is
 //! recorded ([`StubApiServer::requests`]) with its query decoded.
 //!
@@ -101,6 +102,8 @@ struct Shared {
     store: Arc<Mutex<Store>>,
     requests: Mutex<Vec<RecordedRequest>>,
     failures: Mutex<Failures>,
+    /// When set, pod lists (not watches) are answered 200 with this body instead of a PodList.
+    list_body: Mutex<Option<Value>>,
 }
 
 /// The stub server. It stops when dropped, closing every connection.
@@ -130,6 +133,7 @@ impl StubApiServer {
             store: Arc::new(Mutex::new(Store::new(pods))),
             requests: Mutex::new(Vec::new()),
             failures: Mutex::new(Failures::default()),
+            list_body: Mutex::new(None),
         });
         let (shutdown, stop) = oneshot::channel();
         let s = Arc::clone(&shared);
@@ -183,6 +187,13 @@ impl StubApiServer {
     /// this HTTP code; then normally again. Replaces an earlier `fail_next` not used up.
     pub fn fail_next(&self, count: usize, code: u16) {
         self.shared.failures.lock().unwrap().next = (count, code);
+    }
+
+    /// Answers every later pod list (not watches) with `200 OK` and `body` instead of a
+    /// `PodList`, as a proxy or another service at the server's URL would (`None`: PodLists
+    /// again).
+    pub fn answer_lists_with(&self, body: Option<Value>) {
+        *self.shared.list_body.lock().unwrap() = body;
     }
 
     /// Replaces the pods served by what a client would see written: pods no longer in `pods`
