@@ -542,3 +542,97 @@ fn a_200_answer_that_is_not_a_pod_list_is_an_error() {
     let doc = c.podnet(&["-o", "json", "--interval", "200ms"]).json();
     item(&doc, "web-0");
 }
+
+#[test]
+fn under_sudo_a_found_kubeconfigs_exec_plugin_is_refused() {
+    if !require_privileges("under_sudo_a_found_kubeconfigs_exec_plugin_is_refused") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mut c = Cluster::new("sudoexec");
+    let pod = c.pod(
+        "shop",
+        "web-0",
+        Layout::SystemdContainerd,
+        Qos::Burstable,
+        &["web"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("plugin-ran");
+    // A credential plugin that leaves a mark, then hands out a token.
+    let plugin = dir.path().join("plugin.sh");
+    std::fs::write(
+        &plugin,
+        format!(
+            "#!/bin/sh\ntouch {}\necho '{{\"apiVersion\":\"client.authentication.k8s.io/v1beta1\",\
+             \"kind\":\"ExecCredential\",\"status\":{{\"token\":\"t0ken\"}}}}'\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let kc = dir.path().join("config");
+    std::fs::write(
+        &kc,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster:\n    \
+             server: {}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\nusers:\n- \
+             name: u\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n      \
+             command: {}\n      interactiveMode: Never\n",
+            c.api.url(),
+            plugin.display()
+        ),
+    )
+    .unwrap();
+    // `sudo podnet stats` by uid 65534, whose KUBECONFIG names that file.
+    let run = |explicit: bool| {
+        let mut cmd = std::process::Command::new(common::podnet_bin());
+        cmd.arg("stats");
+        if explicit {
+            cmd.arg("--kubeconfig").arg(&kc);
+        }
+        cmd.args(["--node", NODE, "--interval", "200ms", "-o", "json"])
+            .env("KUBECONFIG", &kc)
+            .env("SUDO_USER", "nobody")
+            .env("SUDO_UID", "65534")
+            .env("SUDO_GID", "65534")
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(false);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    for needle in [
+        "refusing the `exec` credential plugin",
+        "as root",
+        "KUBECONFIG",
+        &format!("--kubeconfig {}", kc.display()),
+    ] {
+        assert!(err.contains(needle), "{needle} not in: {err}");
+    }
+    assert!(!marker.exists(), "the plugin ran");
+    assert_eq!(common::attached_programs(&pod.dir), 0);
+    // Given explicitly, owned by root: the plugin runs and the token reaches the server.
+    let out = run(true);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    item(&doc, "web-0");
+    assert!(marker.exists());
+    assert!(c
+        .api
+        .requests()
+        .iter()
+        .any(|r| r.authorization.as_deref() == Some("Bearer t0ken")));
+    // Given explicitly but owned by someone else: refused, and the plugin does not run.
+    std::fs::remove_file(&marker).unwrap();
+    std::os::unix::fs::chown(&kc, Some(12345), None).unwrap();
+    let out = run(true);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("owned by uid 12345"), "{err}");
+    assert!(!marker.exists(), "the plugin ran");
+}

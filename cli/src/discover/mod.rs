@@ -29,7 +29,10 @@ mod wire;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use kubeconfig::{choose_config, home_from_passwd, sudo_user_home, ConfigChoice, ConfigEnv};
+pub use kubeconfig::{
+    check_credential_plugins, choose_config, credential_plugins, home_from_passwd,
+    sudo_invoker_uid, sudo_user_home, ConfigChoice, ConfigEnv, CredentialPlugin,
+};
 pub use pods_from::{filter_pods, parse_pod_list, ListedPod};
 pub use selector::LabelSelector;
 pub use wire::split_container_id;
@@ -206,6 +209,20 @@ pub enum DiscoverError {
         /// The server's message.
         message: String,
     },
+    /// Under sudo, a kubeconfig whose user runs a credential plugin, which would run as root.
+    #[error("refusing the `{kind}` credential plugin ({what}) of user `{user}` in kubeconfig {path}: podnet runs as root under sudo, and so would the plugin, so whoever can edit that file could run anything as root. {why}")]
+    CredentialPluginUnderSudo {
+        /// The kubeconfig (or `KUBECONFIG` list).
+        path: PathBuf,
+        /// The kubeconfig user.
+        user: String,
+        /// `exec` or `auth-provider`.
+        kind: &'static str,
+        /// The command or provider.
+        what: String,
+        /// Why it was refused and the fix.
+        why: String,
+    },
     /// A 200 answer that is not a `PodList`: a proxy or another service at the server URL.
     #[error("{server}{path} answered 200 OK with an object of kind `{kind}`, not a PodList: {server} is not a Kubernetes API server (or a proxy in front of it answers for it); check the kubeconfig's server URL")]
     NotAPodList {
@@ -254,6 +271,7 @@ impl DiscoverError {
                 | DiscoverError::Selector { .. }
                 | DiscoverError::KubeconfigInvalid { .. }
                 | DiscoverError::ContextNotFound { .. }
+                | DiscoverError::CredentialPluginUnderSudo { .. }
         )
     }
 }
@@ -315,7 +333,14 @@ async fn discover_inner(
     }
     let mut warnings = Vec::new();
     let choice = choose_config(opts.kubeconfig.as_deref(), env);
-    let config = match load_config(&choice, opts.context.as_deref(), &mut warnings).await? {
+    let config = match load_config(
+        &choice,
+        opts.context.as_deref(),
+        env.sudo_uid,
+        &mut warnings,
+    )
+    .await?
+    {
         Some(mut c) => {
             tune(&mut c, timeouts);
             c
@@ -380,8 +405,9 @@ pub async fn watch_config(
     opts: &DiscoverOptions,
     warnings: &mut Vec<String>,
 ) -> Result<Option<kube::Config>, DiscoverError> {
-    let choice = choose_config(opts.kubeconfig.as_deref(), &ConfigEnv::from_process());
-    let config = load_config(&choice, opts.context.as_deref(), warnings).await?;
+    let env = ConfigEnv::from_process();
+    let choice = choose_config(opts.kubeconfig.as_deref(), &env);
+    let config = load_config(&choice, opts.context.as_deref(), env.sudo_uid, warnings).await?;
     Ok(config.map(|mut c| {
         c.connect_timeout = Some(TIMEOUTS.connect);
         c.read_timeout = None;
