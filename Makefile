@@ -1,7 +1,7 @@
 # podnet — build, test and demo. Run the privileged targets as root (sudo make test, sudo make demo).
 
 CARGO    ?= cargo
-DEB_PKGS := clang llvm libbpf-dev linux-libc-dev iproute2 procps jq strace util-linux time
+DEB_PKGS := clang llvm libbpf-dev linux-libc-dev iproute2 procps jq strace util-linux time podman runc prometheus
 FUZZ_SECONDS ?= 60
 # cargo may live in the invoking user's home when run under sudo.
 export PATH := $(PATH):$(HOME)/.cargo/bin:/root/.cargo/bin
@@ -81,6 +81,13 @@ bench: deps mounts
 
 test-kind:
 	k8s/kind-e2e.sh
+
+# podnet's container image: FROM scratch, the release binary and the libraries ldd names
+# (k8s/build-image.sh stages them and builds with docker or podman, whichever works).
+IMAGE ?= podnet:dev
+.PHONY: image
+image: build
+	IMAGE=$(IMAGE) PODNET=target/release/podnet k8s/build-image.sh
 
 clean:
 	$(CARGO) clean
