@@ -17,6 +17,14 @@ fn compile_bpf(src: &std::path::Path, out_dir: &std::path::Path) -> std::path::P
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|| format!("{}-linux-gnu", std::env::consts::ARCH));
+    // The architecture whose `struct pt_regs` kprobe programs read (as libbpf's
+    // __TARGET_ARCH_* names it).
+    let arch = match multiarch.split('-').next().unwrap_or_default() {
+        "x86_64" => "x86",
+        "aarch64" => "arm64",
+        other => other,
+    }
+    .to_string();
     let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang".to_string());
     println!("cargo:rerun-if-changed={}", src.display());
     println!("cargo:rerun-if-env-changed=CLANG");
@@ -24,6 +32,7 @@ fn compile_bpf(src: &std::path::Path, out_dir: &std::path::Path) -> std::path::P
         .args(["-target", "bpf", "-O2", "-g", "-Wall", "-Werror"])
         .arg(format!("-I{}", include.display()))
         .arg(format!("-I/usr/include/{multiarch}"))
+        .arg(format!("-D__TARGET_ARCH_{arch}"))
         .arg("-c")
         .arg(src)
         .arg("-o")

@@ -13,6 +13,7 @@
  * preemptible context (syscall tracepoint, sock_create) is interrupted by another program.
  */
 #include <linux/bpf.h>
+#include <asm/ptrace.h>
 #include <bpf/bpf_helpers.h>
 #include "podnet.h"
 
@@ -67,6 +68,27 @@ const volatile __u8 sock_create_cookie = 0;
 /* Tracepoint programs may call bpf_get_current_ancestor_cgroup_id (not on 5.10): without it, an
  * open is counted only when the task's own cgroup is registered. */
 const volatile __u8 tracepoint_ancestors = 0;
+/* The same for kprobe programs (the file-open kprobes on do_sys_openat2). */
+const volatile __u8 kprobe_ancestors = 0;
+
+/*
+ * The shallowest and deepest level (root = 0) of the cgroups userspace registered, written by
+ * userspace before it registers a cgroup (only ever widened while it runs). Walks up the cgroup
+ * tree look at these levels only: a process whose cgroup is shallower than every registered one
+ * (the node's system services) costs one lookup, whatever the depth of the pods. max == 0:
+ * nothing registered yet.
+ */
+struct podnet_levels {
+	__u32 min;
+	__u32 max;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct podnet_levels);
+} levels SEC(".maps");
 
 /*
  * Owner (deepest registered cgroup of the creating task) of sockets created in tracked cgroups,
@@ -104,12 +126,16 @@ static __always_inline void count_miss(void)
 /*
  * The counters of the deepest registered cgroup on the current task's path, or NULL. With
  * `ancestors` false only the task's own cgroup is looked up (for program types that cannot call
- * bpf_get_current_ancestor_cgroup_id on this kernel; the constant drops the walk).
+ * bpf_get_current_ancestor_cgroup_id on this kernel; the constant drops the walk). The walk goes
+ * from the deepest registered level up to the shallowest (`levels`) and stops at the first hit.
  */
 static __always_inline struct podnet_counters *current_counters_walk(__u64 *owner, int ancestors)
 {
 	__u64 id = bpf_get_current_cgroup_id();
 	struct podnet_counters *hit = bpf_map_lookup_elem(&counters, &id);
+	struct podnet_levels *range;
+	__u32 zero = 0;
+	int lo, hi;
 
 	if (hit) {
 		*owner = id;
@@ -117,19 +143,32 @@ static __always_inline struct podnet_counters *current_counters_walk(__u64 *owne
 	}
 	if (!ancestors)
 		return 0;
-	for (int level = 1; level < MAX_DEPTH; level++) {
-		__u64 up = bpf_get_current_ancestor_cgroup_id(level);
+	range = bpf_map_lookup_elem(&levels, &zero);
+	if (!range || range->max == 0)
+		return 0;
+	lo = range->min < 1 ? 1 : range->min;
+	hi = range->max >= MAX_DEPTH ? MAX_DEPTH - 1 : range->max;
+	/* Shallower than every registered cgroup: none of them is an ancestor. */
+	if (bpf_get_current_ancestor_cgroup_id(lo) == 0)
+		return 0;
+	for (int i = 0; i < MAX_DEPTH; i++) {
+		int level = hi - i;
+		__u64 up;
 		struct podnet_counters *c;
 
-		if (up == 0 || up == id)
+		if (level < lo)
 			break;
+		up = bpf_get_current_ancestor_cgroup_id(level);
+		/* 0: the task is shallower than this level; id: its own cgroup, looked up above. */
+		if (up == 0 || up == id)
+			continue;
 		c = bpf_map_lookup_elem(&counters, &up);
 		if (c) {
-			hit = c;
 			*owner = up;
+			return c;
 		}
 	}
-	return hit;
+	return 0;
 }
 
 /* cgroup/sock programs can walk up the tree on every supported kernel (5.7). */
@@ -380,6 +419,49 @@ int podnet_open_exit(struct sys_exit_args *ctx)
 	if (ctx->ret >= 0)
 		return 0;
 	c = current_counters_walk(&owner, tracepoint_ancestors);
+	if (c)
+		__sync_fetch_and_add(&c->file_open_errors, 1);
+	return 0;
+}
+
+/*
+ * File opens at the open path itself: every open-family syscall (open, openat, openat2, creat) goes
+ * through do_sys_openat2 (Linux 5.6). Unlike a syscall tracepoint, which sends every syscall of
+ * every task on the node down the kernel's slow syscall path while attached, a kprobe costs only
+ * the opens. Userspace attaches these where the kernel can, else the tracepoints above.
+ */
+SEC("kprobe/do_sys_openat2")
+int podnet_open_kprobe(void *ctx)
+{
+	__u64 owner = 0;
+	struct podnet_counters *c = current_counters_walk(&owner, kprobe_ancestors);
+
+	if (c)
+		__sync_fetch_and_add(&c->file_opens, 1);
+	return 0;
+}
+
+/* do_sys_openat2's return value (a file descriptor or -errno) in the saved registers. */
+static __always_inline long return_value(struct pt_regs *regs)
+{
+#if defined(__TARGET_ARCH_x86)
+	return (long)regs->rax;
+#elif defined(__TARGET_ARCH_arm64)
+	return (long)((struct user_pt_regs *)regs)->regs[0];
+#else
+#error "podnet's kretprobe reads the return register: add this architecture"
+#endif
+}
+
+SEC("kretprobe/do_sys_openat2")
+int podnet_open_kretprobe(struct pt_regs *regs)
+{
+	__u64 owner = 0;
+	struct podnet_counters *c;
+
+	if (return_value(regs) >= 0)
+		return 0;
+	c = current_counters_walk(&owner, kprobe_ancestors);
 	if (c)
 		__sync_fetch_and_add(&c->file_open_errors, 1);
 	return 0;

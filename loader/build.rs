@@ -225,6 +225,11 @@ const FIELDS: &[(&str, &str, &str)] = &[
         "struct perf_event_attr",
         "config1",
     ),
+    (
+        "perf_event_attr.kprobe_func",
+        "struct perf_event_attr",
+        "kprobe_func",
+    ),
 ];
 
 /// Integer constants the loader uses: `(key, C expression)`.

@@ -1,6 +1,7 @@
 //! Stage 3, attach: load podnet's BPF object (embedded in the binary) once, register the tracked
 //! cgroups in the counters map, attach the cgroup programs to every pod directory with BPF links
-//! and the file-open programs to their tracepoints.
+//! and the file-open programs to the open path (kprobes on `do_sys_openat2`) or, where the kernel
+//! has no kprobes, to the open-family syscall tracepoints.
 //!
 //! Every attachment is a link owned by the [`Tracker`]; nothing is pinned, so the kernel detaches
 //! everything when podnet exits, however it exits (Ctrl-C, an error, SIGKILL).
@@ -40,6 +41,49 @@ pub const CGROUP_PROGRAMS: [&str; 5] = [
 /// it on x86_64.
 pub const OPEN_SYSCALLS: [&str; 4] = ["openat", "openat2", "open", "creat"];
 
+/// The kernel function every open-family syscall goes through (Linux 5.6): the file-open kprobes
+/// sit on its entry and return.
+pub const OPEN_FUNCTION: &str = "do_sys_openat2";
+
+/// The file-open programs for kprobes: (program, what it counts).
+const OPEN_KPROBES: [&str; 2] = ["podnet_open_kprobe", "podnet_open_kretprobe"];
+
+/// How file opens are counted (`--open-probe`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OpenProbe {
+    /// Kprobes on the open path where the kernel has them, else the syscall tracepoints.
+    Auto,
+    /// A kprobe and a kretprobe on do_sys_openat2: only opens pay. Fails where the kernel has
+    /// no kprobes.
+    Kprobe,
+    /// The open-family syscall tracepoints: every syscall of every process on the node takes the
+    /// kernel's slower traced path while they are attached.
+    Tracepoint,
+}
+
+/// What counts file opens in a running tracker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileOpenProbe {
+    /// The kprobe and kretprobe on [`OPEN_FUNCTION`].
+    Kprobe,
+    /// The open-family syscall tracepoints.
+    Tracepoint,
+}
+
+impl FileOpenProbe {
+    /// The name shown in `fileOpenProbe` of the JSON document.
+    pub fn name(self) -> &'static str {
+        match self {
+            FileOpenProbe::Kprobe => "kprobe",
+            FileOpenProbe::Tracepoint => "tracepoint",
+        }
+    }
+}
+
+/// The start of the warning given when file opens are counted with the syscall tracepoints
+/// although kprobes were asked for (`--open-probe auto`).
+pub const TRACEPOINT_OPENS_WARNING: &str = "file opens are counted with syscall tracepoints";
+
 /// How often a transient ENOMEM from the per-CPU allocator is retried when registering.
 const REGISTER_RETRIES: usize = 10;
 
@@ -68,7 +112,11 @@ struct Followed {
 /// The loaded object and everything attached. Dropping it detaches every program.
 pub struct Tracker {
     object: Object,
-    tracepoint_links: Vec<Link>,
+    /// The file-open attachments (kprobes or tracepoints).
+    open_links: Vec<Link>,
+    /// The levels (root = 0) of the shallowest and deepest registered cgroup, as published to
+    /// the programs in the `levels` map; `None` before the first registration.
+    levels: std::cell::Cell<Option<(u32, u32)>>,
     followed: HashMap<String, Followed>,
     capacity: u32,
     variant: KernelVariant,
@@ -100,6 +148,10 @@ pub struct KernelVariant {
     /// The counters map must be preallocated: the file-open tracepoints use it, and this kernel
     /// lets tracing programs use only preallocated hash maps safely (before 6.1).
     pub preallocate_counters: bool,
+    /// The file-open kprobes can walk up the cgroup tree (the same helper in kprobe programs).
+    pub kprobe_ancestors: bool,
+    /// What counts file opens, once attached (`None` before).
+    pub file_opens: Option<FileOpenProbe>,
 }
 
 impl KernelVariant {
@@ -149,10 +201,17 @@ impl KernelVariant {
             event: "sys_enter_openat".into(),
         };
         let tracepoint_ancestors = probe(tracepoint.clone(), Helper::GetCurrentAncestorCgroupId)?;
+        let kprobe = ProgramKind::Kprobe {
+            function: OPEN_FUNCTION.into(),
+            retprobe: false,
+        };
+        let kprobe_ancestors = probe(kprobe, Helper::GetCurrentAncestorCgroupId)?;
         Ok(KernelVariant {
             socket_owner,
             tracepoint_ancestors,
             preallocate_counters,
+            kprobe_ancestors,
+            file_opens: None,
         })
     }
 
@@ -165,6 +224,7 @@ impl KernelVariant {
         }
         spec.set_global("sockops_current_cgroup", &[current as u8])?;
         spec.set_global("tracepoint_ancestors", &[self.tracepoint_ancestors as u8])?;
+        spec.set_global("kprobe_ancestors", &[self.kprobe_ancestors as u8])?;
         spec.set_global("sock_create_cookie", &[cookie as u8])?;
         if cookie {
             // One entry per open socket of the tracked pods; an evicted one costs only
@@ -180,10 +240,14 @@ impl KernelVariant {
     /// What this kernel keeps podnet from counting as designed, for `warnings`.
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
-        if !self.tracepoint_ancestors {
+        let (walks, kind) = match self.file_opens {
+            Some(FileOpenProbe::Kprobe) => (self.kprobe_ancestors, "kprobe"),
+            _ => (self.tracepoint_ancestors, "tracepoint"),
+        };
+        if !walks {
             w.push(format!(
-                "{UNREGISTERED_OPENS_WARNING}: this kernel's tracepoint programs cannot walk up \
-                 the cgroup tree (bpf_get_current_ancestor_cgroup_id)"
+                "{UNREGISTERED_OPENS_WARNING}: this kernel's {kind} programs cannot walk up the \
+                 cgroup tree (bpf_get_current_ancestor_cgroup_id)"
             ));
         }
         w
@@ -214,7 +278,8 @@ impl Tracker {
         info!("loaded BPF object: counters map for {capacity} cgroups, {variant:?}");
         Ok(Tracker {
             object,
-            tracepoint_links: Vec::new(),
+            open_links: Vec::new(),
+            levels: Default::default(),
             followed: HashMap::new(),
             capacity,
             variant,
@@ -268,7 +333,8 @@ impl Tracker {
         let variant = KernelVariant::probe(&spec)?;
         Ok(Tracker {
             object,
-            tracepoint_links: Vec::new(),
+            open_links: Vec::new(),
+            levels: Default::default(),
             followed: HashMap::new(),
             capacity,
             variant,
@@ -287,11 +353,16 @@ impl Tracker {
         &self.object
     }
 
-    /// Takes the file-open tracepoint links out of the tracker, for the benchmark that times
-    /// closing them. Dropping them detaches the file-open programs; the tracker then no longer
-    /// counts file opens.
-    pub fn take_tracepoint_links(&mut self) -> Vec<Link> {
-        std::mem::take(&mut self.tracepoint_links)
+    /// Takes the file-open links (kprobes or tracepoints) out of the tracker, for the benchmark
+    /// that times closing them. Dropping them detaches the file-open programs; the tracker then
+    /// no longer counts file opens.
+    pub fn take_open_links(&mut self) -> Vec<Link> {
+        std::mem::take(&mut self.open_links)
+    }
+
+    /// What counts file opens (`None` before [`Tracker::attach_file_opens`]).
+    pub fn file_open_probe(&self) -> Option<FileOpenProbe> {
+        self.variant.file_opens
     }
 
     fn map(&self, name: &str) -> &Map {
@@ -300,9 +371,92 @@ impl Tracker {
             .unwrap_or_else(|e| panic!("map {name} is defined in podnet.bpf.c: {e}"))
     }
 
+    /// Attaches the file-open programs as `want` says: [`OpenProbe::Auto`] takes the kprobes on
+    /// [`OPEN_FUNCTION`] where the kernel has that function and the kprobes attach, else the
+    /// syscall tracepoints (with a warning naming their cost). An agent that adopts pins keeps
+    /// whichever an earlier agent pinned, so opens are never counted twice. Returns warnings.
+    pub fn attach_file_opens(&mut self, want: OpenProbe) -> Result<Vec<String>> {
+        let pinned = self.pins.as_ref().and_then(|d| pins::file_open_probe(d));
+        let want = match (pinned, want) {
+            (Some(FileOpenProbe::Kprobe), _) => OpenProbe::Kprobe,
+            (Some(FileOpenProbe::Tracepoint), _) => OpenProbe::Tracepoint,
+            (None, w) => w,
+        };
+        let degraded = match want {
+            OpenProbe::Tracepoint => None,
+            OpenProbe::Kprobe => {
+                return self.attach_open_kprobes().with_context(|| {
+                    format!("counting file opens with kprobes on {OPEN_FUNCTION} (--open-probe kprobe)")
+                });
+            }
+            OpenProbe::Auto => match podnet_loader::kernel_function_exists(OPEN_FUNCTION) {
+                Ok(true) => match self.attach_open_kprobes() {
+                    Ok(w) => return Ok(w),
+                    Err(e) => Some(format!("{e:#}")),
+                },
+                Ok(false) => Some(format!(
+                    "this kernel has no function {OPEN_FUNCTION} in /proc/kallsyms or \
+                     available_filter_functions (Linux 5.6)"
+                )),
+                Err(e) => Some(format!("looking for {OPEN_FUNCTION}: {e}")),
+            },
+        };
+        let mut warnings = self.attach_file_tracepoints()?;
+        if let Some(reason) = degraded {
+            debug!("no file-open kprobes: {reason}");
+            warnings.push(format!(
+                "{TRACEPOINT_OPENS_WARNING} (no kprobes on {OPEN_FUNCTION}: {reason}): while \
+                 podnet runs, every system call of every process on the node takes the kernel's \
+                 slower traced path (getpid costs about 45% more)"
+            ));
+        }
+        Ok(warnings)
+    }
+
+    /// Attaches the kprobe and kretprobe on [`OPEN_FUNCTION`]. On error nothing stays attached.
+    fn attach_open_kprobes(&mut self) -> Result<Vec<String>> {
+        let mut warnings = Vec::new();
+        let mut links = Vec::new();
+        for program in OPEN_KPROBES {
+            let prog = self
+                .object
+                .program(program)
+                .unwrap_or_else(|e| panic!("program {program} is defined in podnet.bpf.c: {e}"));
+            if self.read_only {
+                continue;
+            }
+            let pin = self.pins.as_ref().map(|d| pins::kprobe(d, program));
+            if pin.as_ref().is_some_and(|p| p.exists()) {
+                debug!("{program} stays attached (pinned)");
+                continue;
+            }
+            let mut link = prog
+                .attach_kprobe()
+                .with_context(|| format!("attaching {program}"))?;
+            debug!("attached {program} ({})", link.target());
+            if let Some(pin) = pin {
+                if let Err(e) = link.pin(&pin) {
+                    // Before 5.15 a perf-event attachment is no BPF link and cannot be pinned.
+                    if warnings.is_empty() {
+                        warnings.push(format!(
+                            "{UNPINNED_OPENS} ({e}): this kernel has no BPF perf links (Linux 5.15)"
+                        ));
+                    }
+                } else {
+                    continue;
+                }
+            }
+            links.push(link);
+        }
+        self.open_links.extend(links);
+        self.variant.file_opens = Some(FileOpenProbe::Kprobe);
+        Ok(warnings)
+    }
+
     /// Attaches the file-open programs to every open-family syscall tracepoint this kernel has.
     /// Returns warnings for optional ones that are missing.
-    pub fn attach_file_tracepoints(&mut self) -> Result<Vec<String>> {
+    fn attach_file_tracepoints(&mut self) -> Result<Vec<String>> {
+        self.variant.file_opens = Some(FileOpenProbe::Tracepoint);
         let mut warnings = Vec::new();
         for (program, phase) in [("podnet_open_enter", "enter"), ("podnet_open_exit", "exit")] {
             let prog = self
@@ -353,13 +507,49 @@ impl Tracker {
                         }
                     }
                 }
-                self.tracepoint_links.push(link);
+                self.open_links.push(link);
             }
         }
-        if self.tracepoint_links.is_empty() && self.pins.is_none() {
+        if self.open_links.is_empty() && self.pins.is_none() {
             warnings.push("no file-open tracepoints attached: file opens read 0".to_string());
         }
         Ok(warnings)
+    }
+
+    /// Widens the range of registered levels the programs walk (the `levels` map) to the level
+    /// of the cgroup at `rel` under the cgroup2 mount, before that cgroup is registered: a
+    /// program that finds its entry also finds its level in range. Where the level cannot be
+    /// known (a cgroup namespace other than the initial one), the range is every level.
+    fn publish_level(&self, rel: &str, mounts: &Mounts) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        let map = self.map("levels");
+        let level = mounts
+            .cgroup2
+            .as_deref()
+            .and_then(mount_level)
+            .map(|base| base + rel.split('/').filter(|c| !c.is_empty()).count() as u32);
+        let (lo, hi) = level.map_or((1, MAX_LEVEL), |l| (l.max(1), l.min(MAX_LEVEL)));
+        let current = match self.levels.get() {
+            Some(r) => Some(r),
+            // An adopted map keeps an earlier agent's range: widen it, never narrow it.
+            None => map.lookup(&0u32.to_ne_bytes()).ok().flatten().and_then(|v| {
+                let min = u32::from_ne_bytes(v.get(..4)?.try_into().ok()?);
+                let max = u32::from_ne_bytes(v.get(4..8)?.try_into().ok()?);
+                (max != 0).then_some((min, max))
+            }),
+        };
+        let wanted = current.map_or((lo, hi), |(min, max)| (min.min(lo), max.max(hi)));
+        if current != Some(wanted) {
+            let mut value = wanted.0.to_ne_bytes().to_vec();
+            value.extend_from_slice(&wanted.1.to_ne_bytes());
+            map.update(&0u32.to_ne_bytes(), &value, podnet_loader::BPF_ANY)
+                .context("writing the registered cgroup levels (map levels)")?;
+            debug!("registered cgroups sit at levels {}..={}", wanted.0, wanted.1);
+        }
+        self.levels.set(Some(wanted));
+        Ok(())
     }
 
     /// Registers a cgroup's zeroed counters. Returns false (and a warning) when the map is full.
@@ -476,6 +666,7 @@ impl Tracker {
     ) -> Result<bool> {
         let name = pod_name(p);
         let pod_id = cgroup_id(&p.dir)?;
+        self.publish_level(&p.rel, mounts)?;
         if !self.register(pod_id, &format!("pod {name}"), warnings)? {
             return Ok(false);
         }
@@ -586,6 +777,7 @@ impl Tracker {
     ) -> Result<Option<TrackedContainer>> {
         let id = cgroup_id(&c.dir)?;
         let what = format!("container {}/{}", pod_name(p), c.name);
+        self.publish_level(&c.rel, mounts)?;
         if !self.register(id, &what, warnings)? {
             return Ok(None);
         }
@@ -739,7 +931,34 @@ impl Tracker {
 
 /// The start of the warning for file-open attachments that cannot be pinned.
 pub const UNPINNED_OPENS: &str =
-    "file opens are counted only while the agent runs (its tracepoint attachments cannot be pinned)";
+    "file opens are counted only while the agent runs (its file-open attachments cannot be pinned)";
+
+/// The deepest level the programs walk (`MAX_DEPTH - 1` in podnet.bpf.c).
+const MAX_LEVEL: u32 = 23;
+
+/// The level (root = 0) in the cgroup hierarchy of the root of the cgroup2 mount at `mount`,
+/// where podnet can know it: in the initial cgroup namespace, from the mount's root in
+/// /proc/self/mountinfo. In another namespace (a kind node, a pod with a private cgroupns) paths
+/// are relative to the namespace, whose level is unknown: `None`. Cached.
+fn mount_level(mount: &Path) -> Option<u32> {
+    static LEVEL: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        // PROC_CGROUP_INIT_INO: the initial cgroup namespace's inode number, fixed by the kernel.
+        let ns = std::fs::read_link("/proc/self/ns/cgroup").ok()?;
+        if ns.as_os_str() != "cgroup:[4026531835]" {
+            debug!("cgroup namespace {ns:?} is not the initial one: walking every level");
+            return None;
+        }
+        let m = podnet_loader::mountinfo::read_self()
+            .ok()?
+            .into_iter()
+            .find(|m| m.fs_type == "cgroup2" && m.mount_point == mount)?;
+        if m.root.split('/').any(|c| c == "..") {
+            return None;
+        }
+        Some(m.root.split('/').filter(|c| !c.is_empty()).count() as u32)
+    })
+}
 
 fn pod_name(p: &ResolvedPod) -> String {
     if p.info.name.is_empty() {
@@ -774,10 +993,11 @@ mod tests {
         for p in CGROUP_PROGRAMS
             .iter()
             .chain(["podnet_open_enter", "podnet_open_exit"].iter())
+            .chain(OPEN_KPROBES.iter())
         {
             assert!(spec.program(p).is_ok(), "missing program {p}");
         }
-        for m in ["counters", "misses", "sock_owner", "attach_pod"] {
+        for m in ["counters", "misses", "sock_owner", "attach_pod", "levels"] {
             assert!(spec.map(m).is_ok(), "missing map {m}");
         }
         assert_eq!(

@@ -164,6 +164,9 @@ pub struct PodStatsList {
     pub timestamp: String,
     pub interval_seconds: f64,
     pub warnings: Vec<String>,
+    /// What counts file opens: `kprobe` or `tracepoint` (absent when nothing does).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_open_probe: Option<&'static str>,
     /// What podnet cannot see by design, whatever the machine (for instance retransmits of
     /// connections established before attach): notes, not warnings.
     pub coverage: Vec<String>,
@@ -189,6 +192,7 @@ impl PodStatsList {
             timestamp,
             interval_seconds,
             warnings: Vec::new(),
+            file_open_probe: None,
             coverage: COVERAGE.iter().map(|s| s.to_string()).collect(),
             items: Vec::new(),
         }

@@ -4,7 +4,8 @@
 //! ```text
 //! <dir>/maps/<map>                     counters, misses, sock_owner, sock_cookie_owner
 //! <dir>/programs/<program>             every program, so a new agent attaches the same ones
-//! <dir>/tracepoints/<event>            the file-open perf links (Linux 5.15; older: not pinned)
+//! <dir>/kprobes/<program>              the file-open kprobe perf links (Linux 5.15; older: not pinned)
+//! <dir>/tracepoints/<event>            or the file-open tracepoint perf links, where no kprobes
 //! <dir>/pods/<pod uid>/<program>       each pod's cgroup links
 //! ```
 //!
@@ -42,6 +43,26 @@ pub fn create_dir(dir: &Path) -> Result<()> {
 /// The pin of the file-open link on tracepoint `syscalls/<event>`.
 pub fn tracepoint(dir: &Path, event: &str) -> PathBuf {
     dir.join("tracepoints").join(event)
+}
+
+/// The pin of file-open kprobe program `program`'s link.
+pub fn kprobe(dir: &Path, program: &str) -> PathBuf {
+    dir.join("kprobes").join(program)
+}
+
+/// What an earlier agent pinned to count file opens under `dir`, if anything: an agent that
+/// adopts the pins keeps it, so that opens are never counted twice.
+pub fn file_open_probe(dir: &Path) -> Option<crate::attach::FileOpenProbe> {
+    let has_pins = |sub: &str| {
+        fs::read_dir(dir.join(sub)).is_ok_and(|mut entries| entries.next().is_some())
+    };
+    if has_pins("kprobes") {
+        Some(crate::attach::FileOpenProbe::Kprobe)
+    } else if has_pins("tracepoints") {
+        Some(crate::attach::FileOpenProbe::Tracepoint)
+    } else {
+        None
+    }
 }
 
 /// The pin of `program`'s link on the pod with `uid`.

@@ -93,6 +93,12 @@ pub struct StatsArgs {
     /// works again.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub refresh_interval: Duration,
+
+    /// How file opens are counted: `kprobe` (on the open path, only opens pay), `tracepoint`
+    /// (the syscall tracepoints: every syscall on the node pays while podnet runs), or `auto`
+    /// (kprobes where the kernel has them, else tracepoints with a warning).
+    #[arg(long, value_enum, default_value = "auto", value_name = "PROBE")]
+    pub open_probe: crate::attach::OpenProbe,
 }
 
 /// Parses `1s`, `500ms`, `2m`, `1.5` (seconds).
@@ -231,7 +237,7 @@ pub async fn run(args: StatsArgs) -> Result<Outcome> {
     } else {
         Tracker::load(args.max_pods)?
     };
-    let mut warnings = tracker.attach_file_tracepoints()?;
+    let mut warnings = tracker.attach_file_opens(args.open_probe)?;
     warnings.extend(raise_fd_limit());
     debug!("loaded and attached tracepoints in {:?}", t.elapsed());
 
@@ -553,6 +559,7 @@ fn report(
     );
     doc.items = aggregate(&state.pods, &window, &gauges);
     doc.warnings = tracker.variant().warnings();
+    doc.file_open_probe = tracker.file_open_probe().map(|p| p.name());
     doc.warnings.extend(state.lasting.iter().cloned());
     doc.warnings.extend(state.warnings.iter().cloned());
     doc.warnings.extend(state.notices.iter().cloned());

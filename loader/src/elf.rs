@@ -49,6 +49,14 @@ pub enum ProgramKind {
         /// Event name, e.g. `sys_enter_openat`.
         event: String,
     },
+    /// `kprobe/<function>` or `kretprobe/<function>` (`BPF_PROG_TYPE_KPROBE`): runs when the
+    /// kernel function is entered, or when it returns.
+    Kprobe {
+        /// The kernel function, e.g. `do_sys_openat2`.
+        function: String,
+        /// On return (`kretprobe/`) rather than on entry.
+        retprobe: bool,
+    },
 }
 
 impl ProgramKind {
@@ -60,6 +68,16 @@ impl ProgramKind {
             "cgroup/sock_create" => ProgramKind::CgroupSockCreate,
             "cgroup/sock_release" => ProgramKind::CgroupSockRelease,
             "sockops" => ProgramKind::SockOps,
+            _ if name.starts_with("kprobe/") || name.starts_with("kretprobe/") => {
+                let (kind, function) = name.split_once('/')?;
+                if function.is_empty() || function.contains('/') {
+                    return None;
+                }
+                ProgramKind::Kprobe {
+                    function: function.into(),
+                    retprobe: kind == "kretprobe",
+                }
+            }
             _ => {
                 let rest = name
                     .strip_prefix("tracepoint/")
@@ -80,6 +98,7 @@ impl ProgramKind {
     pub fn prog_type(&self) -> ProgType {
         match self {
             ProgramKind::Tracepoint { .. } => ProgType::Tracepoint,
+            ProgramKind::Kprobe { .. } => ProgType::Kprobe,
             ProgramKind::CgroupSkbIngress | ProgramKind::CgroupSkbEgress => ProgType::CgroupSkb,
             ProgramKind::CgroupSockCreate | ProgramKind::CgroupSockRelease => ProgType::CgroupSock,
             ProgramKind::SockOps => ProgType::SockOps,
@@ -93,7 +112,9 @@ impl ProgramKind {
             ProgramKind::CgroupSkbEgress => Some(AttachType::CgroupInetEgress),
             ProgramKind::CgroupSockCreate => Some(AttachType::CgroupInetSockCreate),
             ProgramKind::CgroupSockRelease => Some(AttachType::CgroupInetSockRelease),
-            ProgramKind::SockOps | ProgramKind::Tracepoint { .. } => None,
+            ProgramKind::SockOps | ProgramKind::Tracepoint { .. } | ProgramKind::Kprobe { .. } => {
+                None
+            }
         }
     }
 
@@ -101,7 +122,7 @@ impl ProgramKind {
     pub fn attach_type(&self) -> AttachType {
         match self {
             ProgramKind::SockOps => AttachType::CgroupSockOps,
-            ProgramKind::Tracepoint { .. } => AttachType::PerfEvent,
+            ProgramKind::Tracepoint { .. } | ProgramKind::Kprobe { .. } => AttachType::PerfEvent,
             other => other
                 .expected_attach_type()
                 .unwrap_or(AttachType::PerfEvent),
@@ -110,7 +131,10 @@ impl ProgramKind {
 
     /// Is this a program attached to cgroups?
     pub fn is_cgroup(&self) -> bool {
-        !matches!(self, ProgramKind::Tracepoint { .. })
+        !matches!(
+            self,
+            ProgramKind::Tracepoint { .. } | ProgramKind::Kprobe { .. }
+        )
     }
 }
 

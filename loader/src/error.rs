@@ -54,7 +54,8 @@ pub enum Error {
     /// An executable section whose name is not a supported program type.
     #[error(
         "section `{0}`: unsupported program section; podnet loads cgroup_skb/ingress, cgroup_skb/egress, \
-         cgroup/sock_create, cgroup/sock_release, sockops and tracepoint/<category>/<event> (or tp/...)"
+         cgroup/sock_create, cgroup/sock_release, sockops, tracepoint/<category>/<event> (or tp/...), \
+         kprobe/<function> and kretprobe/<function>"
     )]
     UnsupportedSection(String),
     /// No map of that name in the object.
@@ -178,6 +179,11 @@ pub enum Error {
     /// No tracefs mount, and it could not be mounted.
     #[error("tracefs not found ({0}): mount it with `mount -t tracefs tracefs /sys/kernel/tracing` (as root)")]
     NoTracefs(String),
+    /// The kernel cannot place a kprobe through perf_event_open.
+    #[error(
+        "kprobes are not available ({0}): the kernel needs CONFIG_KPROBES and CONFIG_KPROBE_EVENTS"
+    )]
+    NoKprobes(String),
     /// No bpffs mount, or a pin path outside bpffs.
     #[error(
         "{0}: not on a bpf filesystem: mount one with `mount -t bpf bpf /sys/fs/bpf` (as root)"

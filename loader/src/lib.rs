@@ -3,7 +3,7 @@
 //! It reads a BPF object compiled with `clang -target bpf -O2 -g -c` ([`ObjectSpec::parse`]),
 //! lets the caller size maps and set `.rodata` constants, then creates maps and loads programs
 //! with raw `bpf(2)` calls ([`Object::load`]), and attaches them to cgroup v2 directories or
-//! tracepoints with links that detach when dropped or when the process dies.
+//! tracepoints and kprobes with links that detach when dropped or when the process dies.
 //!
 //! ```no_run
 //! # fn main() -> podnet_loader::Result<()> {
@@ -33,6 +33,7 @@ mod btf;
 mod elf;
 mod error;
 mod kernel_files;
+mod kprobe;
 mod map;
 pub mod mountinfo;
 mod object;
@@ -47,6 +48,7 @@ pub use error::{Error, Result};
 pub use kernel_files::{
     bpffs_dir, parse_cpu_list, possible_cpus, tracefs_dir, tracepoint_exists, tracepoint_id,
 };
+pub use kprobe::kernel_function_exists;
 pub use map::{Keys, Map, BPF_ANY, BPF_EXIST, BPF_NOEXIST};
 pub use object::Object;
 pub use program::{query_cgroup_programs, Link, LinkKind, Program};

@@ -285,6 +285,48 @@ impl Program {
         let target = format!("tracepoint {category}/{event}");
         let perf = sys::perf_event_open_tracepoint(id)
             .map_err(|e| Error::sys(format!("perf_event_open for {target}"), e))?;
+        self.attach_perf_event(perf, target)
+    }
+
+    /// Attaches a kprobe program (`kprobe/<function>`, or `kretprobe/<function>` for the return)
+    /// to its kernel function: perf_event_open with the kprobe PMU, then a BPF perf link (Linux
+    /// 5.15; older kernels get PERF_EVENT_IOC_SET_BPF). The probe is the perf event's own, so it
+    /// never shows in tracefs `kprobe_events` and goes away with the [`Link`] or the process.
+    pub fn attach_kprobe(&self) -> Result<Link> {
+        let ProgramKind::Kprobe { function, retprobe } = &self.kind else {
+            return Err(Error::InvalidArgument(format!(
+                "program `{}` is not a kprobe program",
+                self.name
+            )));
+        };
+        let pmu = crate::kprobe::kprobe_pmu()?;
+        let name = CString::new(function.as_str()).map_err(|_| {
+            Error::InvalidArgument(format!("kernel function name {function:?} contains a NUL"))
+        })?;
+        let target = format!(
+            "{} {function}",
+            if *retprobe { "kretprobe" } else { "kprobe" }
+        );
+        let bit = retprobe.then_some(pmu.retprobe_bit);
+        let perf = sys::perf_event_open_kprobe(pmu.pmu_type, bit, &name).map_err(|e| {
+            match e.raw_os_error() {
+                // No such symbol, or one kprobes may not touch (blacklisted, notrace).
+                Some(libc::ENOENT) | Some(libc::EINVAL) => Error::Syscall {
+                    op: format!(
+                        "perf_event_open for {target} (is {function} a kernel function kprobes \
+                         may probe? see /proc/kallsyms)"
+                    ),
+                    source: e,
+                },
+                _ => Error::sys(format!("perf_event_open for {target}"), e),
+            }
+        })?;
+        self.attach_perf_event(perf, target)
+    }
+
+    /// Attaches this program to an open perf event with a BPF perf link, or on kernels without
+    /// them (before 5.15) with PERF_EVENT_IOC_SET_BPF.
+    fn attach_perf_event(&self, perf: OwnedFd, target: String) -> Result<Link> {
         match sys::link_create(self.fd.as_fd(), perf.as_fd(), AttachType::PerfEvent) {
             Ok(fd) => Ok(Link {
                 fd,
@@ -326,7 +368,7 @@ impl Program {
 pub enum LinkKind {
     /// A BPF link on a cgroup.
     Cgroup(AttachType),
-    /// A BPF perf-event link on a tracepoint (Linux 5.15).
+    /// A BPF perf-event link on a tracepoint or kprobe (Linux 5.15).
     PerfLink,
     /// A perf event with the program set by ioctl (kernels before 5.15); cannot be pinned.
     PerfEventIoctl,
@@ -350,7 +392,8 @@ impl Link {
         self.kind
     }
 
-    /// What it is attached to (cgroup path or `tracepoint cat/event`).
+    /// What it is attached to (cgroup path, `tracepoint cat/event`, `kprobe function` or
+    /// `kretprobe function`).
     pub fn target(&self) -> &str {
         &self.target
     }

@@ -57,7 +57,7 @@ pub fn bench() -> Result<String> {
         let mut tracker = Tracker::load(DEFAULT_MAX_PODS)?;
         let load = t.elapsed();
         let t = Instant::now();
-        tracker.attach_file_tracepoints()?;
+        tracker.attach_file_opens(podnet::attach::OpenProbe::Auto)?;
         let tps = t.elapsed();
         let t = Instant::now();
         let (tracked, warnings) = tracker.follow(&resolved, &mounts);
@@ -114,7 +114,7 @@ pub fn bench() -> Result<String> {
         drop(tracker);
         bare.push(ms(t.elapsed()));
         let mut tracker = Tracker::load(DEFAULT_MAX_PODS)?;
-        tracker.attach_file_tracepoints()?;
+        tracker.attach_file_opens(podnet::attach::OpenProbe::Auto)?;
         let t = Instant::now();
         drop(tracker);
         with_tps.push(ms(t.elapsed()));
@@ -123,8 +123,8 @@ pub fn bench() -> Result<String> {
     let (mut parallel, mut tracepoint_links) = (Vec::new(), 0);
     for _ in 0..3 {
         let mut tracker = Tracker::load(DEFAULT_MAX_PODS)?;
-        tracker.attach_file_tracepoints()?;
-        let links = tracker.take_tracepoint_links();
+        tracker.attach_file_opens(podnet::attach::OpenProbe::Auto)?;
+        let links = tracker.take_open_links();
         tracepoint_links = links.len();
         let t = Instant::now();
         std::thread::scope(|scope| {

@@ -126,7 +126,7 @@ pub fn follow_all(
 /// A tracker like `podnet stats` makes: default capacity, file tracepoints, following `pods`.
 pub fn attached_tracker(pods: &[ResolvedPod]) -> Result<Tracker> {
     let mut tracker = Tracker::load(DEFAULT_MAX_PODS)?;
-    tracker.attach_file_tracepoints()?;
+    tracker.attach_file_opens(podnet::attach::OpenProbe::Auto)?;
     follow_all(&mut tracker, pods, &Mounts::detect()?)?;
     Ok(tracker)
 }

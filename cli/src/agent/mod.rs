@@ -113,6 +113,7 @@ impl Shared {
         );
         doc.items = crate::aggregate::items(&self.tracked, &window);
         doc.warnings = self.tracker.variant().warnings();
+        doc.file_open_probe = self.tracker.file_open_probe().map(|p| p.name());
         doc.warnings.extend(self.warnings.iter().cloned());
         doc.warnings
             .extend(sample::miss_warnings(self.tracker.capacity(), &zero, &now));
@@ -181,7 +182,7 @@ async fn run(args: AgentArgs) -> Result<()> {
         .await
         .with_context(|| format!("listening on {} (--listen)", args.listen))?;
     let (mut tracker, adopted) = Tracker::load_pinned(args.max_pods, &args.pin_dir)?;
-    let mut warnings = match tracker.attach_file_tracepoints() {
+    let mut warnings = match tracker.attach_file_opens(crate::attach::OpenProbe::Auto) {
         Ok(w) => w,
         Err(e) => {
             if !adopted {

@@ -338,8 +338,30 @@ fn section_names_map_to_program_kinds() {
             event: "sys_exit_openat".into()
         })
     );
+    assert_eq!(
+        ProgramKind::from_section("kretprobe/do_sys_openat2"),
+        Some(ProgramKind::Kprobe {
+            function: "do_sys_openat2".into(),
+            retprobe: true
+        })
+    );
+    let kprobe = ProgramKind::from_section("kprobe/do_sys_openat2").unwrap();
+    assert_eq!(
+        kprobe,
+        ProgramKind::Kprobe {
+            function: "do_sys_openat2".into(),
+            retprobe: false
+        }
+    );
+    assert_eq!(kprobe.prog_type(), ProgType::Kprobe);
+    assert_eq!(kprobe.expected_attach_type(), None);
+    assert!(!kprobe.is_cgroup());
     for bad in [
         "xdp",
+        "kprobe/",
+        "kretprobe/",
+        "kprobe/a/b",
+        "kprobes/x",
         "tracepoint/",
         "tracepoint/a",
         "tp//b",

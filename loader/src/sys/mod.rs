@@ -632,6 +632,46 @@ pub(crate) fn perf_event_open_tracepoint(id: u64) -> io::Result<OwnedFd> {
     Ok(owned_fd(ret))
 }
 
+/// perf_event_open(2) of a kprobe (or, with `retprobe_bit`, a kretprobe) on kernel function
+/// `function`, through the kprobe PMU of type `pmu_type` (sysfs
+/// `/sys/bus/event_source/devices/kprobe/type`), on CPU 0 for all processes. The probe lives as
+/// long as the perf event: it never appears in tracefs `kprobe_events`.
+pub(crate) fn perf_event_open_kprobe(
+    pmu_type: u32,
+    retprobe_bit: Option<u32>,
+    function: &CStr,
+) -> io::Result<OwnedFd> {
+    let mut attr = PerfEventAttr {
+        type_: pmu_type,
+        size: size_of::<PerfEventAttr>() as u32,
+        // The PMU's `format/retprobe` names the config bit that asks for a return probe.
+        config: retprobe_bit.map_or(0, |bit| 1u64 << (bit & 63)),
+        sample_period: 1,
+        wakeup_events: 1,
+        // `kprobe_func`: a pointer to the NUL-terminated name. `probe_offset` (config2) lies past
+        // PERF_ATTR_SIZE_VER0, so the kernel reads it as 0: the probe sits at the entry.
+        config1: function.as_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: `attr` is a valid perf_event_attr of the size it declares (PERF_ATTR_SIZE_VER0);
+    // its `kprobe_func` points into `function`, a NUL-terminated string that outlives the call
+    // (the kernel copies it); pid -1 / cpu 0 / group -1 are plain integers.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            &mut attr as *mut PerfEventAttr,
+            -1 as libc::pid_t,
+            0 as libc::c_int,
+            -1 as libc::c_int,
+            PERF_FLAG_FD_CLOEXEC,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(owned_fd(ret))
+}
+
 /// PERF_EVENT_IOC_SET_BPF then PERF_EVENT_IOC_ENABLE: the pre-5.15 way to attach a program.
 pub(crate) fn perf_event_attach_bpf(perf: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: SET_BPF takes the program fd as an integer argument; `perf` is a live perf event fd.
@@ -860,6 +900,11 @@ mod tests {
             ),
             ("perf_event_attr.bp_type", field!(PerfEventAttr, bp_type)),
             ("perf_event_attr.config1", field!(PerfEventAttr, config1)),
+            // The kprobe PMU reads the function name's address from the union with config1.
+            (
+                "perf_event_attr.kprobe_func",
+                field!(PerfEventAttr, config1),
+            ),
         ];
         // Only fields newer than Linux 5.10 (the oldest supported) may be missing from the header.
         let newer = ["bpf_attr.map_extra", "bpf_attr.btf_log_true_size"];
