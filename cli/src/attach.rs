@@ -127,6 +127,23 @@ pub struct Tracker {
     read_only: bool,
 }
 
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        // Closing a perf-event attachment waits for the kernel to synchronize (tens of ms for a
+        // syscall tracepoint): closed one after the other, the 8 tracepoint links made a one-shot
+        // `podnet stats` end about 0.6 s after printing. Closed from one thread each, the waits
+        // overlap. Pinned links are not here: their pins hold them.
+        let links = std::mem::take(&mut self.open_links);
+        if links.len() > 1 {
+            std::thread::scope(|scope| {
+                for link in links {
+                    scope.spawn(move || drop(link));
+                }
+            });
+        }
+    }
+}
+
 /// How podnet's programs find a TCP socket's owner on this kernel (probed, never guessed from the
 /// version): the program variant is chosen by `.rodata` constants before load.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -386,7 +403,9 @@ impl Tracker {
             OpenProbe::Tracepoint => None,
             OpenProbe::Kprobe => {
                 return self.attach_open_kprobes().with_context(|| {
-                    format!("counting file opens with kprobes on {OPEN_FUNCTION} (--open-probe kprobe)")
+                    format!(
+                        "counting file opens with kprobes on {OPEN_FUNCTION} (--open-probe kprobe)"
+                    )
                 });
             }
             OpenProbe::Auto => match podnet_loader::kernel_function_exists(OPEN_FUNCTION) {
@@ -534,11 +553,15 @@ impl Tracker {
         let current = match self.levels.get() {
             Some(r) => Some(r),
             // An adopted map keeps an earlier agent's range: widen it, never narrow it.
-            None => map.lookup(&0u32.to_ne_bytes()).ok().flatten().and_then(|v| {
-                let min = u32::from_ne_bytes(v.get(..4)?.try_into().ok()?);
-                let max = u32::from_ne_bytes(v.get(4..8)?.try_into().ok()?);
-                (max != 0).then_some((min, max))
-            }),
+            None => map
+                .lookup(&0u32.to_ne_bytes())
+                .ok()
+                .flatten()
+                .and_then(|v| {
+                    let min = u32::from_ne_bytes(v.get(..4)?.try_into().ok()?);
+                    let max = u32::from_ne_bytes(v.get(4..8)?.try_into().ok()?);
+                    (max != 0).then_some((min, max))
+                }),
         };
         let wanted = current.map_or((lo, hi), |(min, max)| (min.min(lo), max.max(hi)));
         if current != Some(wanted) {
@@ -546,7 +569,10 @@ impl Tracker {
             value.extend_from_slice(&wanted.1.to_ne_bytes());
             map.update(&0u32.to_ne_bytes(), &value, podnet_loader::BPF_ANY)
                 .context("writing the registered cgroup levels (map levels)")?;
-            debug!("registered cgroups sit at levels {}..={}", wanted.0, wanted.1);
+            debug!(
+                "registered cgroups sit at levels {}..={}",
+                wanted.0, wanted.1
+            );
         }
         self.levels.set(Some(wanted));
         Ok(())
