@@ -41,6 +41,7 @@ mod common;
 mod events;
 mod helper;
 mod maps;
+mod overhead;
 mod rss;
 mod throughput;
 
@@ -55,9 +56,12 @@ use anyhow::{Context, Result};
 use podnet_testing::sandbox::require_privileges;
 
 /// The sections, in the order they run.
-const SECTIONS: [&str; 5] = ["events", "throughput", "maps", "attach", "rss"];
+const SECTIONS: [&str; 6] = ["events", "throughput", "maps", "attach", "rss", "overhead"];
 
 fn main() -> ExitCode {
+    if let Ok(spec) = std::env::var(overhead::LOOP_ENV) {
+        return overhead::loop_main(&spec);
+    }
     if let Ok(role) = std::env::var(throughput::HELPER_ROLE) {
         return helper::main(&role);
     }
@@ -118,6 +122,7 @@ fn run(sections: &[&str]) -> Result<PathBuf> {
             "maps" => maps::bench()?,
             "attach" => attach::bench()?,
             "rss" => rss::bench()?,
+            "overhead" => overhead::bench()?,
             _ => unreachable!("checked in main"),
         };
         report.add(&md);
