@@ -131,14 +131,14 @@ const METRICS: &[Metric] = &[
     Metric {
         name: "podnet_pod_open_fds",
         kind: Kind::Gauge,
-        help: "File descriptors open now in the pod's processes.",
-        value: |s| Some(s.files.open_fds),
+        help: "File descriptors open now in the pod's processes (absent when unreadable).",
+        value: |s| (!s.files.open_fds_unknown).then_some(s.files.open_fds),
     },
     Metric {
         name: "podnet_pod_open_sockets",
         kind: Kind::Gauge,
-        help: "Sockets open now in the pod's processes.",
-        value: |s| Some(s.sockets.open),
+        help: "Sockets open now in the pod's processes (absent when unreadable).",
+        value: |s| (!s.sockets.open_unknown).then_some(s.sockets.open),
     },
     Metric {
         name: "podnet_pod_memory_usage_bytes",
@@ -376,6 +376,22 @@ mod tests {
             .filter(|l| l.starts_with("podnet_pod_network_receive_bytes_total{"))
             .count();
         assert_eq!(series, 1);
+    }
+
+    #[test]
+    fn gauges_podnet_could_not_read_are_absent_not_zero() {
+        let mut d = doc();
+        d.items[0].sockets.open_unknown = true;
+        d.items[0].files.open_fds_unknown = true;
+        let own = SelfMetrics {
+            tracked_pods: 1,
+            untracked_events: 0,
+        };
+        let text = render(&d, &own, false, Format::Text, "0.1.0");
+        assert!(!text.contains("podnet_pod_open_sockets{"), "{text}");
+        assert!(!text.contains("podnet_pod_open_fds{"), "{text}");
+        let text = render(&doc(), &own, false, Format::Text, "0.1.0");
+        assert!(text.contains("podnet_pod_open_sockets{namespace=\"shop\",pod=\"web\\\"0\"} 0\n"));
     }
 
     #[test]
