@@ -1,27 +1,28 @@
 #!/usr/bin/env bash
-# podnet end-to-end test on a kind cluster (`make test-kind`).
+# `podnet agent` end to end on a kind cluster (`make test-kind`).
 #
-# NOTE: this needs a Docker engine, kind, kubectl and jq. podnet's development and CI machines
-# have no Docker engine, so this script has never run there: run it on a workstation that has them.
-# It exits 2 (with the reason) when something it needs is missing.
+# NOTE: this needs a Docker engine, kind, kubectl and Rust. podnet's development and CI machines
+# have no Docker engine, so this script has never run there: run it on a workstation that has
+# them. It exits 2 (with the reason) when something it needs is missing, 1 when a check fails.
+# (What CI does run instead: cli/tests/deploy_manifests.rs checks these manifests against the
+# agent and runs the image with exactly the DaemonSet's capabilities under podman.)
 #
 # What it does, in order:
-#   1. builds podnet and the podnet-sandbox workload (release), and a small image with both;
-#   2. creates a kind cluster (k8s/kind-config.yaml: one control plane, one worker) and loads the
-#      image into it;
-#   3. deploys k8s/rbac.yaml + k8s/daemonset.yaml and waits for the DaemonSet;
-#   4. runs two pods on the worker: `rx` receives and `tx` sends exactly COUNT UDP datagrams of SIZE
-#      payload bytes, once told to go;
-#   5. copies podnet onto the worker node and starts `podnet stats --watch -o json` there with
-#      `docker exec`, using the cluster's kubeconfig as root's ~/.kube/config;
-#   6. sends the traffic, stops podnet, and checks its last document with jq: rx received COUNT
-#      packets and COUNT*(SIZE+28) bytes, tx sent the same and created exactly one socket;
-#   7. checks the DaemonSet's own log (in-cluster service account, host cgroup mount) counted the same;
-#   8. checks discovery against the real API server: --pods-from - , a 403 from an identity
-#      without RBAC, a 401 from a bad token;
+#   1. builds podnet and the podnet-sandbox workload (release); the podnet image with
+#      k8s/build-image.sh (FROM scratch, what `make image` builds) and a workload image;
+#   2. creates a kind cluster (k8s/kind-config.yaml: one control plane, one worker) and loads both;
+#   3. deploys k8s/rbac.yaml + k8s/daemonset.yaml (not privileged) and waits for the rollout,
+#      which waits for /readyz;
+#   4. runs two pods on the worker: `rx` receives and `tx` sends exactly COUNT UDP datagrams of
+#      SIZE payload bytes, once told to go;
+#   5. reads the worker's agent's /metrics through the API server's pod proxy and checks exact
+#      counts: rx received COUNT packets and COUNT*(SIZE+28) bytes (28 = IPv4 + UDP headers), tx
+#      sent the same and created exactly one socket;
+#   6. deletes the worker's agent pod: its replacement adopts the pins and shows the same counts;
+#   7. checks the service account may watch pods and nothing else it is not granted;
+#   8. uninstalls: deletes the DaemonSet, runs k8s/uninstall.yaml on the worker, checks the pins
+#      are gone;
 #   9. deletes the cluster (trap on EXIT; KEEP=1 keeps it for debugging).
-# jq programs are single-quoted on purpose: their $variables are jq's (--arg), not the shell's.
-# shellcheck disable=SC2016
 set -euo pipefail
 
 CLUSTER="${CLUSTER:-podnet-e2e}"
@@ -30,6 +31,7 @@ COUNT="${COUNT:-100}"
 SIZE="${SIZE:-1000}"
 NS=podnet-e2e
 IMAGE=podnet:dev
+WORKLOAD_IMAGE=podnet-sandbox:dev
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 NODE="${CLUSTER}-worker"
 WORK="$(mktemp -d)"
@@ -53,8 +55,7 @@ cleanup() {
   if [ "$rc" != 0 ] && command -v kubectl >/dev/null 2>&1; then
     echo "kind-e2e: failed (exit $rc); state for debugging:" >&2
     kubectl get pods -A -o wide >&2 || true
-    kubectl -n podnet logs -l app.kubernetes.io/name=podnet --tail=5 >&2 || true
-    docker exec "$NODE" cat /tmp/podnet.err >&2 || true
+    kubectl -n podnet logs -l app.kubernetes.io/name=podnet --tail=20 >&2 || true
   fi
   if [ "$KEEP" = 1 ]; then
     echo "kind-e2e: KEEP=1: cluster $CLUSTER kept; delete it with: kind delete cluster --name $CLUSTER" >&2
@@ -67,32 +68,55 @@ cleanup() {
 need docker "install Docker (a running engine is needed)"
 need kind "install kind (https://kind.sigs.k8s.io)"
 need kubectl "install kubectl"
-need jq "apt-get install jq"
 need cargo "install Rust"
+need objcopy "apt-get install binutils"
 docker info >/dev/null 2>&1 || { echo "kind-e2e: the Docker engine is not running (docker info failed)" >&2; exit 2; }
 trap cleanup EXIT
 
-log "build podnet and podnet-sandbox"
+log "build podnet, podnet-sandbox and the images"
 (cd "$ROOT" && cargo build --release --locked -p podnet -p podnet-testing --bins)
-cp "$ROOT/target/release/podnet" "$ROOT/target/release/podnet-sandbox" "$WORK/"
-# kind's node image is Debian-based, like the build machines, so the glibc binaries run there.
+IMAGE="$IMAGE" ENGINE=docker PODNET="$ROOT/target/release/podnet" "$ROOT/k8s/build-image.sh"
+# The workloads need a shell and podnet-sandbox; kind's node image is Debian-based, like the
+# build machines, so the glibc binary runs in a Debian image.
+cp "$ROOT/target/release/podnet-sandbox" "$WORK/"
 cat > "$WORK/Dockerfile" <<'DOCKERFILE'
 FROM debian:bookworm-slim
-COPY podnet podnet-sandbox /usr/local/bin/
-ENTRYPOINT []
+COPY podnet-sandbox /usr/local/bin/
 DOCKERFILE
-docker build -q -t "$IMAGE" "$WORK" >/dev/null
+docker build -q -t "$WORKLOAD_IMAGE" "$WORK" >/dev/null
 
 log "create cluster $CLUSTER"
 kind delete cluster --name "$CLUSTER" >/dev/null 2>&1 || true
 kind create cluster --name "$CLUSTER" --config "$ROOT/k8s/kind-config.yaml" --wait 180s
 kubectl config use-context "kind-$CLUSTER" >/dev/null
-kind load docker-image --name "$CLUSTER" "$IMAGE"
+kind load docker-image --name "$CLUSTER" "$IMAGE" "$WORKLOAD_IMAGE"
 
-log "deploy the DaemonSet"
+log "deploy the agent"
 kubectl apply -f "$ROOT/k8s/rbac.yaml"
 kubectl apply -f "$ROOT/k8s/daemonset.yaml"
+# The rollout completes when every agent's readiness probe (/readyz) passes.
 kubectl -n podnet rollout status daemonset/podnet --timeout=180s
+privileged="$(kubectl -n podnet get daemonset podnet -o jsonpath='{.spec.template.spec.containers[0].securityContext.privileged}')"
+[ "$privileged" = false ] || fail "the DaemonSet is privileged ($privileged)"
+
+# agent_pod: the agent's pod on $NODE.
+agent_pod() {
+  kubectl -n podnet get pods -l app.kubernetes.io/name=podnet --field-selector "spec.nodeName=$NODE" \
+    -o jsonpath='{.items[0].metadata.name}'
+}
+# agent_get PATH: GET PATH from the agent on $NODE through the API server's pod proxy.
+agent_get() {
+  kubectl get --raw "/api/v1/namespaces/podnet/pods/$(agent_pod):9983/proxy$1"
+}
+# metric NAME POD: the value of NAME for pod $NS/POD in the worker agent's /metrics (empty if none).
+metric() {
+  agent_get /metrics | awk -v want="$1{namespace=\"$NS\",pod=\"$2\"}" '$1 == want { print $2 }'
+}
+# metric_is NAME POD VALUE: succeeds when the metric has exactly VALUE.
+metric_is() { [ "$(metric "$1" "$2")" = "$3" ]; }
+
+agent_get /readyz | grep -q '^ready' || fail "the worker's agent is not ready: $(agent_get /readyz)"
+agent_get /healthz | grep -q '^ok' || fail "the worker's agent is not healthy"
 
 log "start the rx and tx pods on $NODE"
 kubectl create namespace "$NS"
@@ -109,7 +133,7 @@ spec:
   restartPolicy: Never
   containers:
     - name: recv
-      image: $IMAGE
+      image: $WORKLOAD_IMAGE
       imagePullPolicy: Never
       command: ["sh", "-c", "(echo go; sleep 3600) | podnet-sandbox --hold udp-recv --bind 0.0.0.0:9000 --count $COUNT --timeout-ms 300000"]
 YAML
@@ -128,102 +152,71 @@ spec:
   restartPolicy: Never
   containers:
     - name: send
-      image: $IMAGE
+      image: $WORKLOAD_IMAGE
       imagePullPolicy: Never
-      # Waits for /tmp/go (created with kubectl exec) so that podnet is attached before any packet.
+      # Waits for /tmp/go (created with kubectl exec) so that the agent is attached before any packet.
       command: ["sh", "-c", "while [ ! -e /tmp/go ]; do sleep 1; done; (echo go; sleep 3600) | podnet-sandbox --hold udp-send --to $RX_IP:9000 --count $COUNT --size $SIZE"]
 YAML
 kubectl -n "$NS" wait --for=condition=Ready pod/tx --timeout=120s
 
-log "start podnet on $NODE with docker exec"
-docker cp "$ROOT/target/release/podnet" "$NODE:/usr/local/bin/podnet"
-kind get kubeconfig --internal --name "$CLUSTER" > "$WORK/kubeconfig"
-docker exec "$NODE" mkdir -p /root/.kube
-docker cp "$WORK/kubeconfig" "$NODE:/root/.kube/config"
-docker exec -d "$NODE" sh -c \
-  'podnet stats --watch -o json --interval 1s >/tmp/podnet.jsonl 2>/tmp/podnet.err & echo $! >/tmp/podnet.pid; wait'
-# The first document means podnet discovered the pods through the API server and attached.
-has_both_pods() {
-  docker exec "$NODE" sh -c 'tail -n 1 /tmp/podnet.jsonl' \
-    | jq -e --arg ns "$NS" '[.items[] | select(.namespace == $ns) | .pod] | sort == ["rx", "tx"]'
-}
-wait_for 60 "podnet on $NODE to list rx and tx" has_both_pods
-# The DaemonSet pod's log mixes its JSON documents (stdout) with warnings (stderr): keep the last
-# document about $NODE.
-ds_last() {
-  kubectl -n podnet logs -l app.kubernetes.io/name=podnet --tail=50 \
-    | jq -R -c --arg node "$NODE" 'fromjson? | select(.node == $node)' | tail -n 1
-}
-ds_has_both_pods() {
-  ds_last | jq -e --arg ns "$NS" '[.items[] | select(.namespace == $ns) | .pod] | sort == ["rx", "tx"]'
-}
-wait_for 90 "the DaemonSet pod on $NODE to list rx and tx" ds_has_both_pods
+# The agent learns of both pods through its watch and attaches within a second of their cgroups.
+wait_for 60 "the agent to export rx and tx" metric_is podnet_pod_network_transmit_packets_total tx 0
+wait_for 60 "the agent to export rx" metric_is podnet_pod_network_receive_packets_total rx 0
 
 log "send $COUNT datagrams of $SIZE bytes from tx to rx"
 kubectl -n "$NS" exec tx -- touch /tmp/go
-rx_done() { kubectl -n "$NS" logs rx | jq -e --argjson n "$COUNT" 'select(.received != null) | .received == $n'; }
+rx_done() { kubectl -n "$NS" logs rx | grep -qE "\"received\": *${COUNT}[,}]"; }
 wait_for 120 "rx to receive $COUNT datagrams" rx_done
-kubectl -n "$NS" logs tx | jq -e --argjson n "$COUNT" 'select(.sent != null) | .sent == $n and .errors == 0' >/dev/null \
+kubectl -n "$NS" logs tx | grep -qE "\"sent\": *${COUNT}[,}]" \
   || fail "tx did not send exactly $COUNT datagrams: $(kubectl -n "$NS" logs tx)"
-sleep 3 # two more intervals, so the last document covers everything
-docker exec "$NODE" sh -c 'kill -INT "$(cat /tmp/podnet.pid)"'
-podnet_gone() { ! docker exec "$NODE" sh -c 'kill -0 "$(cat /tmp/podnet.pid)"'; }
-wait_for 30 "podnet to exit after SIGINT" podnet_gone
-docker exec "$NODE" tail -n 1 /tmp/podnet.jsonl > "$WORK/last.json"
 
-log "check podnet's counts (docker exec on the node)"
+log "check the agent's /metrics"
 BYTES=$((COUNT * (SIZE + 28)))
-check() { # check FILE DESCRIPTION JQ-EXPRESSION
-  jq -e --arg ns "$NS" --arg node "$NODE" --argjson n "$COUNT" --argjson b "$BYTES" "$3" "$1" >/dev/null \
-    || fail "$2: $(jq -c --arg ns "$NS" '[.items[] | select(.namespace == $ns) | {pod, network, sockets}]' "$1")"
-  echo "ok: $2"
+check_counts() { # check_counts WHEN
+  wait_for 30 "rx packets = $COUNT ($1)" metric_is podnet_pod_network_receive_packets_total rx "$COUNT"
+  local name pod want
+  while read -r name pod want; do
+    metric_is "$name" "$pod" "$want" || fail "$1: $name{pod=$pod} is '$(metric "$name" "$pod")', not $want"
+    echo "ok ($1): $name{pod=\"$pod\"} = $want"
+  done <<EOF2
+podnet_pod_network_receive_packets_total rx $COUNT
+podnet_pod_network_receive_bytes_total rx $BYTES
+podnet_pod_network_transmit_packets_total tx $COUNT
+podnet_pod_network_transmit_bytes_total tx $BYTES
+podnet_pod_sockets_created_total tx 1
+EOF2
 }
-check "$WORK/last.json" "document is podnet/v1 for $NODE" \
-  '.apiVersion == "podnet/v1" and .kind == "PodStatsList" and .node == $node'
-check "$WORK/last.json" "rx received $COUNT packets, $BYTES bytes" \
-  '.items[] | select(.namespace == $ns and .pod == "rx") | .network.rxPackets == $n and .network.rxBytes == $b'
-check "$WORK/last.json" "tx sent $COUNT packets, $BYTES bytes" \
-  '.items[] | select(.namespace == $ns and .pod == "tx") | .network.txPackets == $n and .network.txBytes == $b'
-check "$WORK/last.json" "tx created exactly one socket" \
-  '.items[] | select(.namespace == $ns and .pod == "tx") | .sockets.created == 1'
-check "$WORK/last.json" "containers are resolved by id" \
-  '.items[] | select(.namespace == $ns and .pod == "rx") | [.containers[].name] == ["recv"]'
-check "$WORK/last.json" "cgroup paths are kind's nested systemd layout" \
-  '.items[] | select(.namespace == $ns and .pod == "rx") | .cgroupPath | test("kubelet-kubepods-besteffort-pod[0-9a-f_]+\\.slice$")'
+check_counts "first agent"
 
-log "check the DaemonSet's counts (in-cluster service account, host cgroup mount)"
-ds_counted() {
-  ds_last | jq -e --arg ns "$NS" --argjson n "$COUNT" --argjson b "$BYTES" \
-    '[.items[] | select(.namespace == $ns)] as $p
-     | ($p[] | select(.pod == "rx") | .network.rxPackets == $n and .network.rxBytes == $b)
-       and ($p[] | select(.pod == "tx") | .network.txPackets == $n and .network.txBytes == $b)'
-}
-wait_for 60 "the DaemonSet's document to show the traffic" ds_counted
-echo "ok: the DaemonSet counted the same traffic"
+log "restart the worker's agent: the new one adopts the pins"
+old="$(agent_pod)"
+kubectl -n podnet delete pod "$old" --wait=true
+replaced() { p="$(agent_pod)" && [ -n "$p" ] && [ "$p" != "$old" ]; }
+wait_for 120 "a new agent pod on $NODE" replaced
+kubectl -n podnet rollout status daemonset/podnet --timeout=120s
+check_counts "restarted agent"
 
-log "check discovery against the real API server"
-kubectl get pods -A -o json \
-  | docker exec -i "$NODE" podnet stats --pods-from - -n "$NS" -o json > "$WORK/from-file.json"
-check "$WORK/from-file.json" "--pods-from - lists rx and tx" '[.items[].pod] | sort == ["rx", "tx"]'
+log "RBAC: the agent's service account watches pods and nothing more"
+SA=system:serviceaccount:podnet:podnet
+for verb in get list watch; do
+  [ "$(kubectl auth can-i "$verb" pods --all-namespaces --as="$SA")" = yes ] || fail "$SA cannot $verb pods"
+done
+for what in "list secrets" "delete pods" "list nodes" "create pods"; do
+  # shellcheck disable=SC2086 # "$what" is a verb and a resource
+  if kubectl auth can-i $what --all-namespaces --as="$SA" >/dev/null 2>&1; then
+    fail "$SA may $what"
+  fi
+done
+echo "ok: $SA may get, list and watch pods only"
 
-# An identity without RBAC: 403 must be an error that names k8s/rbac.yaml, not a fallback.
-kubectl -n "$NS" create serviceaccount norbac >/dev/null
-TOKEN="$(kubectl -n "$NS" create token norbac)"
-cp "$WORK/kubeconfig" "$WORK/norbac"
-kubectl --kubeconfig "$WORK/norbac" config set-credentials norbac --token="$TOKEN" >/dev/null
-kubectl --kubeconfig "$WORK/norbac" config set-credentials bogus --token=not-a-token >/dev/null
-kubectl --kubeconfig "$WORK/norbac" config set-context norbac --cluster="kind-$CLUSTER" --user=norbac >/dev/null
-kubectl --kubeconfig "$WORK/norbac" config set-context bogus --cluster="kind-$CLUSTER" --user=bogus >/dev/null
-docker cp "$WORK/norbac" "$NODE:/tmp/norbac.kubeconfig"
-expect_error() { # expect_error CONTEXT TEXT
-  local out rc=0
-  out="$(docker exec "$NODE" podnet stats --kubeconfig /tmp/norbac.kubeconfig --context "$1" 2>&1)" || rc=$?
-  [ "$rc" != 0 ] || fail "context $1: podnet exited 0; output: $out"
-  grep -qF "$2" <<<"$out" || fail "context $1: expected \"$2\" in: $out"
-  echo "ok: context $1 fails with \"$2\""
-}
-expect_error norbac "RBAC forbids listing pods"
-expect_error norbac "k8s/rbac.yaml"
-expect_error bogus "rejected our credentials"
+log "uninstall"
+kubectl delete -f "$ROOT/k8s/daemonset.yaml" --wait=true
+docker exec "$NODE" test -d /sys/fs/bpf/podnet || fail "no pins on $NODE after the agent was deleted"
+sed "s/NODE_NAME_HERE/$NODE/" "$ROOT/k8s/uninstall.yaml" | kubectl apply -f -
+kubectl -n podnet wait --for=condition=complete job/podnet-uninstall --timeout=120s
+if docker exec "$NODE" test -e /sys/fs/bpf/podnet; then
+  fail "/sys/fs/bpf/podnet is still on $NODE after the uninstall Job"
+fi
+echo "ok: nothing of podnet's is pinned on $NODE"
 
 log "all checks passed"
