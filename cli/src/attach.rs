@@ -389,7 +389,7 @@ impl Tracker {
     }
 
     /// Attaches the file-open programs as `want` says: [`OpenProbe::Auto`] takes the kprobes on
-    /// [`OPEN_FUNCTION`] where the kernel has that function and the kprobes attach, else the
+    /// [`OPEN_FUNCTION`] where they attach (the kernel has kprobes and the function), else the
     /// syscall tracepoints (with a warning naming their cost). An agent that adopts pins keeps
     /// whichever an earlier agent pinned, so opens are never counted twice. Returns warnings.
     pub fn attach_file_opens(&mut self, want: OpenProbe) -> Result<Vec<String>> {
@@ -408,16 +408,18 @@ impl Tracker {
                     )
                 });
             }
-            OpenProbe::Auto => match podnet_loader::kernel_function_exists(OPEN_FUNCTION) {
-                Ok(true) => match self.attach_open_kprobes() {
-                    Ok(w) => return Ok(w),
-                    Err(e) => Some(format!("{e:#}")),
+            // Attaching is the test: it fails where the function or kprobes are missing. Only
+            // then are /proc/kallsyms and available_filter_functions read (slow: 100k+ lines),
+            // to say why.
+            OpenProbe::Auto => match self.attach_open_kprobes() {
+                Ok(w) => return Ok(w),
+                Err(e) => match podnet_loader::kernel_function_exists(OPEN_FUNCTION) {
+                    Ok(false) => Some(format!(
+                        "this kernel has no function {OPEN_FUNCTION} in /proc/kallsyms or \
+                         available_filter_functions (Linux 5.6)"
+                    )),
+                    _ => Some(format!("{e:#}")),
                 },
-                Ok(false) => Some(format!(
-                    "this kernel has no function {OPEN_FUNCTION} in /proc/kallsyms or \
-                     available_filter_functions (Linux 5.6)"
-                )),
-                Err(e) => Some(format!("looking for {OPEN_FUNCTION}: {e}")),
             },
         };
         let mut warnings = self.attach_file_tracepoints()?;

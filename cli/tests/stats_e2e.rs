@@ -351,8 +351,12 @@ fn host_network_pod_gets_its_own_traffic() {
 
 /// Can this kernel place kprobes on the open path (what `--open-probe auto` looks for)?
 fn kernel_has_open_kprobes() -> bool {
-    std::path::Path::new("/sys/bus/event_source/devices/kprobe/type").exists()
-        && podnet_loader::kernel_function_exists(podnet::attach::OPEN_FUNCTION).unwrap()
+    // Cached: reading /proc/kallsyms is slow on emulated kernels, and other tests' windows run.
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        std::path::Path::new("/sys/bus/event_source/devices/kprobe/type").exists()
+            && podnet_loader::kernel_function_exists(podnet::attach::OPEN_FUNCTION).unwrap()
+    })
 }
 
 /// What `fileOpenProbe` says for `--open-probe probe` on this kernel.
