@@ -16,7 +16,9 @@ IMAGE="${IMAGE:-podnet:dev}"
 PODNET="${PODNET:-$ROOT/target/release/podnet}"
 # A directory of this build's own (tests build concurrently with `make image`).
 NAME="${STAGE_NAME:-$(printf '%s' "$IMAGE" | tr -c 'A-Za-z0-9._-' '_')}"
-STAGE="$ROOT/target/image/$NAME"
+# STAGE_DIR: where to stage (default target/image; the kernel-matrix guests see the repository
+# read-only and stage under their writable /tmp).
+STAGE="${STAGE_DIR:-$ROOT/target/image}/$NAME"
 
 [ -x "$PODNET" ] || { echo "build-image: no podnet binary at $PODNET (cargo build --release -p podnet)" >&2; exit 1; }
 

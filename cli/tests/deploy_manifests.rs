@@ -901,6 +901,9 @@ fn image_runs_with_the_manifests_capabilities_and_counts_exactly() {
         .env("PODNET", podnet_bin())
         .env("ENGINE", "podman")
         .env("STAGE_NAME", format!("test-{id}"))
+        // A staging directory of the test's own, also where the repository is read-only (the
+        // kernel matrix's guests); removed with the image.
+        .env("STAGE_DIR", std::env::temp_dir().join("podnet-image-stage"))
         .output()
         .unwrap();
     assert!(
@@ -980,6 +983,7 @@ impl Drop for Image {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+        let _ = std::fs::remove_dir_all(std::env::temp_dir().join("podnet-image-stage"));
     }
 }
 
