@@ -77,7 +77,7 @@ fn result_of<'a>(results: &'a [(String, Value)], label: &str) -> &'a Value {
 }
 
 /// Seconds of demo load in the test that checks it.
-const TRAFFIC_SECS: u64 = 8;
+const TRAFFIC_SECS: u64 = 20;
 
 #[test]
 fn setup_generates_the_stated_load_and_drop_leaves_nothing() {
@@ -86,7 +86,7 @@ fn setup_generates_the_stated_load_and_drop_leaves_nothing() {
     }
     // Long enough that the workloads are still running when the checks after setup look for
     // them, even on a kernel emulated by qemu (TCG) on a busy machine, where setup alone has
-    // taken over 2 s.
+    // taken over 8 s.
     let config = DemoConfig {
         node: DEMO_NODE.into(),
         traffic: Duration::from_secs(TRAFFIC_SECS),
