@@ -4,8 +4,33 @@
 //! rendering prints. Field names of the serialized types are part of the public contract
 //! (design.md, "Output schema podnet/v1"): add fields, never rename them.
 
+use schemars::JsonSchema;
 use serde::ser::{SerializeStruct, Serializer};
 use serde::Serialize;
+
+/// Rates are serialized to 0.1 B/s: the digits beyond say nothing a byte counter can back.
+fn round_rate<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(round_to_tenth(*v))
+}
+
+/// `v` rounded to one decimal (non-finite values, which no rate should be, become 0).
+pub fn round_to_tenth(v: f64) -> f64 {
+    if v.is_finite() {
+        (v * 10.0).round() / 10.0
+    } else {
+        0.0
+    }
+}
+
+/// A name podnet could not learn (pods found by the cgroup scan are known by UID only) is JSON
+/// `null`, not `""`.
+fn name_or_null<S: Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
+    if v.is_empty() {
+        s.serialize_none()
+    } else {
+        s.serialize_some(v)
+    }
+}
 
 /// A pod as discovery found it (API server, `--pods-from`, or the cgroup-tree fallback).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -35,28 +60,40 @@ pub struct ContainerInfo {
 }
 
 /// Network counters for one interval (or since attach).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
 pub struct Network {
     pub rx_bytes: u64,
     pub rx_packets: u64,
     pub tx_bytes: u64,
     pub tx_packets: u64,
+    /// Bytes received per second over the last interval, rounded to 0.1.
+    #[serde(serialize_with = "round_rate")]
     pub rx_bytes_per_sec: f64,
+    /// Bytes sent per second over the last interval, rounded to 0.1.
+    #[serde(serialize_with = "round_rate")]
     pub tx_bytes_per_sec: f64,
 }
 
 /// Socket counters; `open` is a gauge read from /proc at sample time.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Serialized by hand (`open` is `null` when unknown); the schema attributes describe that form.
+#[derive(Debug, Clone, Default, PartialEq, Eq, JsonSchema)]
+#[schemars(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
 pub struct Sockets {
     pub created: u64,
     pub closed: u64,
+    /// Socket descriptors the pod's processes hold now; `null` when /proc/PID/fd is unreadable.
+    #[schemars(with = "NullableU64")]
     pub open: u64,
     pub tcp_active_opens: u64,
     pub tcp_passive_opens: u64,
     pub tcp_retransmits: u64,
     /// `open` could not be read (/proc/PID/fd unreadable without CAP_SYS_PTRACE): JSON `null`,
     /// `-` in tables, and `open` is 0.
+    #[schemars(skip)]
     pub open_unknown: bool,
 }
 
@@ -74,12 +111,17 @@ impl Serialize for Sockets {
 }
 
 /// File-open counters; `open_fds` is a gauge read from /proc at sample time.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, JsonSchema)]
+#[schemars(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
 pub struct Files {
     pub opens: u64,
     pub open_errors: u64,
+    /// File descriptors the pod's processes hold now; `null` when /proc/PID/fd is unreadable.
+    #[schemars(with = "NullableU64")]
     pub open_fds: u64,
     /// `open_fds` could not be read (as [`Sockets::open_unknown`]).
+    #[schemars(skip)]
     pub open_fds_unknown: bool,
 }
 
@@ -97,7 +139,7 @@ impl Serialize for Files {
 }
 
 /// Where memory gauges were read (`memory.source`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MemorySource {
     /// The cgroup v2 directory's `memory.current`, `memory.max`, `memory.stat`.
@@ -111,11 +153,13 @@ pub enum MemorySource {
 }
 
 /// Memory gauges read at sample time.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
 pub struct Memory {
     pub usage_bytes: u64,
     /// `None` (JSON `null`) when the cgroup has no limit or none could be read.
+    #[schemars(with = "NullableU64")]
     pub limit_bytes: Option<u64>,
     pub rss_bytes: u64,
     pub oom_kills: u64,
@@ -124,9 +168,13 @@ pub struct Memory {
 }
 
 /// One container's statistics.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
 pub struct ContainerStats {
+    /// The container's name; `null` when unknown (pods found by the cgroup scan).
+    #[serde(serialize_with = "name_or_null")]
+    #[schemars(with = "NullableString")]
     pub name: String,
     pub id: String,
     pub cgroup_path: String,
@@ -138,12 +186,21 @@ pub struct ContainerStats {
 
 /// One pod's statistics: the sum of its containers plus anything counted in the pod cgroup itself
 /// (including container cgroups created after attach that podnet did not know by name yet).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
 pub struct PodStats {
+    /// `null` when unknown (pods found by the cgroup scan are known by UID only).
+    #[serde(serialize_with = "name_or_null")]
+    #[schemars(with = "NullableString")]
     pub namespace: String,
+    /// `null` when unknown, as `namespace`.
+    #[serde(serialize_with = "name_or_null")]
+    #[schemars(with = "NullableString")]
     pub pod: String,
     pub uid: String,
+    /// `Guaranteed`, `Burstable` or `BestEffort`; `null` when unknown.
+    #[schemars(with = "NullableString")]
     pub qos_class: Option<String>,
     pub cgroup_path: String,
     pub network: Network,
@@ -153,19 +210,42 @@ pub struct PodStats {
     pub containers: Vec<ContainerStats>,
 }
 
+/// What the counters of a document count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CounterScope {
+    /// Over the last interval (`intervalSeconds`): a one-shot `podnet stats`.
+    #[default]
+    Interval,
+    /// Since podnet attached: `podnet stats --watch` (since it started) and the agent's
+    /// `/stats`. Rates are still over the last interval.
+    Cumulative,
+}
+
 /// The `podnet/v1` document.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+#[schemars(title = "podnet/v1 PodStatsList")]
 pub struct PodStatsList {
+    /// Always `podnet/v1`.
+    #[schemars(with = "ApiVersion")]
     pub api_version: &'static str,
+    /// Always `PodStatsList`.
+    #[schemars(with = "Kind")]
     pub kind: &'static str,
     pub node: String,
-    /// RFC 3339 UTC, second precision: `2026-11-21T10:00:00Z`.
+    /// RFC 3339 UTC, millisecond precision: `2026-11-21T10:00:00.123Z`.
+    #[schemars(regex(pattern = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"))]
     pub timestamp: String,
     pub interval_seconds: f64,
+    /// Whether the counters (not the rates, not the gauges) count over the last interval
+    /// (`interval`) or since podnet attached (`cumulative`).
+    pub counters: CounterScope,
     pub warnings: Vec<String>,
     /// What counts file opens: `kprobe` or `tracepoint` (absent when nothing does).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<FileOpenProbe>")]
     pub file_open_probe: Option<&'static str>,
     /// What podnet cannot see by design, whatever the machine (for instance retransmits of
     /// connections established before attach): notes, not warnings.
@@ -175,6 +255,66 @@ pub struct PodStatsList {
 
 pub const API_VERSION: &str = "podnet/v1";
 pub const KIND: &str = "PodStatsList";
+
+/// Schema only: an unsigned integer that is always present and may be `null`.
+struct NullableU64;
+
+impl JsonSchema for NullableU64 {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "NullableU64".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": ["integer", "null"], "format": "uint64", "minimum": 0})
+    }
+}
+
+/// Schema only: a string that is always present and may be `null`.
+struct NullableString;
+
+impl JsonSchema for NullableString {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "NullableString".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": ["string", "null"]})
+    }
+}
+
+/// The schema of `apiVersion`: the one constant.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+enum ApiVersion {
+    #[serde(rename = "podnet/v1")]
+    V1,
+}
+
+/// The schema of `kind`: the one constant.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+enum Kind {
+    PodStatsList,
+}
+
+/// The schema of `fileOpenProbe`.
+#[derive(JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum FileOpenProbe {
+    Kprobe,
+    Tracepoint,
+}
+
+/// The JSON Schema of the `podnet/v1` document, generated from these types (checked in as
+/// `schema/podnet-v1.json`).
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(PodStatsList)).expect("a schema serializes to JSON")
+}
 
 /// The `coverage` notes of every document: what the counters cannot include by design.
 pub const COVERAGE: &[&str] = &[
@@ -191,6 +331,7 @@ impl PodStatsList {
             node,
             timestamp,
             interval_seconds,
+            counters: CounterScope::Interval,
             warnings: Vec::new(),
             file_open_probe: None,
             coverage: COVERAGE.iter().map(|s| s.to_string()).collect(),

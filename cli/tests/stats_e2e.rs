@@ -731,80 +731,12 @@ fn sigint_in_watch_detaches_and_exits_cleanly() {
     assert_eq!(kprobe_leftovers(), Vec::<String>::new());
 }
 
-/// Every key design.md's schema names, at every level.
+/// The document validates against the checked-in JSON Schema of podnet/v1
+/// (`schema/podnet-v1.json`, generated from the model types): every key at every level, the
+/// types, the nulls, the constants, the millisecond timestamp.
 fn assert_schema(doc: &Value) {
-    for k in [
-        "apiVersion",
-        "kind",
-        "node",
-        "timestamp",
-        "intervalSeconds",
-        "warnings",
-        "items",
-    ] {
-        assert!(doc.get(k).is_some(), "document lacks {k}");
-    }
-    assert_eq!(doc["apiVersion"], "podnet/v1");
-    assert_eq!(doc["kind"], "PodStatsList");
+    common::validate(doc);
     assert_eq!(doc["node"], NODE);
-    let ts = doc["timestamp"].as_str().unwrap();
-    assert!(
-        ts.len() == 20 && ts.ends_with('Z') && &ts[10..11] == "T",
-        "{ts}"
-    );
-    let groups: [(&str, &[&str]); 4] = [
-        (
-            "network",
-            &[
-                "rxBytes",
-                "rxPackets",
-                "txBytes",
-                "txPackets",
-                "rxBytesPerSec",
-                "txBytesPerSec",
-            ],
-        ),
-        (
-            "sockets",
-            &[
-                "created",
-                "closed",
-                "open",
-                "tcpActiveOpens",
-                "tcpPassiveOpens",
-                "tcpRetransmits",
-            ],
-        ),
-        ("files", &["opens", "openErrors", "openFds"]),
-        (
-            "memory",
-            &["usageBytes", "limitBytes", "rssBytes", "oomKills"],
-        ),
-    ];
-    for it in doc["items"].as_array().unwrap() {
-        for k in [
-            "namespace",
-            "pod",
-            "uid",
-            "qosClass",
-            "cgroupPath",
-            "containers",
-        ] {
-            assert!(it.get(k).is_some(), "item lacks {k}");
-        }
-        for c in std::iter::once(it).chain(it["containers"].as_array().unwrap()) {
-            for (g, keys) in groups {
-                for k in keys {
-                    assert!(c[g].get(*k).is_some(), "{g}.{k} missing in {c:#}");
-                }
-            }
-        }
-        for c in it["containers"].as_array().unwrap() {
-            for k in ["name", "id", "cgroupPath"] {
-                assert!(c.get(k).is_some(), "container lacks {k}");
-            }
-        }
-    }
 }
 
 #[test]
@@ -822,6 +754,7 @@ fn json_and_json_lines_follow_the_schema() {
     );
     let doc = c.podnet(&["-o", "json", "--interval", "200ms"]).json();
     assert_schema(&doc);
+    assert_eq!(doc["counters"], "interval");
     assert_eq!(item(&doc, "web-0")["uid"], pod.uid.as_str());
     assert_eq!(item(&doc, "web-0")["qosClass"], "Burstable");
 
@@ -840,6 +773,9 @@ fn json_and_json_lines_follow_the_schema() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
     for l in lines {
-        assert_schema(&serde_json::from_str(l).unwrap());
+        let doc: Value = serde_json::from_str(l).unwrap();
+        assert_schema(&doc);
+        // --watch counts since it started.
+        assert_eq!(doc["counters"], "cumulative");
     }
 }

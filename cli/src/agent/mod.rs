@@ -112,6 +112,7 @@ impl Shared {
             now.at.duration_since(self.since).as_secs_f64(),
         );
         doc.items = crate::aggregate::items(&self.tracked, &window);
+        doc.counters = crate::model::CounterScope::Cumulative;
         doc.warnings = self.tracker.variant().warnings();
         doc.file_open_probe = self.tracker.file_open_probe().map(|p| p.name());
         doc.warnings.extend(self.warnings.iter().cloned());

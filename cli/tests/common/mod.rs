@@ -165,9 +165,12 @@ impl Podnet {
 
     /// The next line of standard output (bounded wait).
     pub fn next_line(&mut self, timeout: Duration) -> String {
-        self.lines
+        let line = self
+            .lines
             .recv_timeout(timeout)
-            .unwrap_or_else(|e| panic!("no output from podnet ({e}):\n{}", self.stderr()))
+            .unwrap_or_else(|e| panic!("no output from podnet ({e}):\n{}", self.stderr()));
+        validate_output(&line);
+        line
     }
 
     /// Waits for podnet to exit (bounded) and returns its status and all remaining stdout.
@@ -188,6 +191,7 @@ impl Podnet {
             out.push_str(&l);
             out.push('\n');
         }
+        validate_output(&out);
         (status, out)
     }
 
@@ -231,6 +235,49 @@ pub fn wait_detached(dir: &Path) {
             dir.display()
         );
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `schema/podnet-v1.json`, the checked-in JSON Schema of `podnet/v1`.
+pub fn schema_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema/podnet-v1.json")
+}
+
+/// Why `doc` does not validate against the checked-in schema (empty when it does).
+pub fn schema_errors(doc: &Value) -> Vec<String> {
+    static VALIDATOR: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    let v = VALIDATOR.get_or_init(|| {
+        let text = std::fs::read_to_string(schema_path()).expect("reading schema/podnet-v1.json");
+        let schema: Value = serde_json::from_str(&text).expect("schema/podnet-v1.json is JSON");
+        jsonschema::validator_for(&schema).expect("schema/podnet-v1.json is a valid JSON Schema")
+    });
+    v.iter_errors(doc)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+/// Fails unless `doc` validates against the checked-in `podnet/v1` schema.
+pub fn validate(doc: &Value) {
+    let errors = schema_errors(doc);
+    assert!(
+        errors.is_empty(),
+        "the document does not follow schema/podnet-v1.json:\n{}\n{doc:#}",
+        errors.join("\n")
+    );
+}
+
+/// Validates `text` when it is a `podnet/v1` document (a pretty one, or JSON Lines of them):
+/// every document podnet prints in these tests is checked against the schema.
+fn validate_output(text: &str) {
+    let docs: Vec<Value> = match serde_json::from_str::<Value>(text) {
+        Ok(v) => vec![v],
+        Err(_) => text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .collect(),
+    };
+    for d in docs.iter().filter(|d| d["apiVersion"] == "podnet/v1") {
+        validate(d);
     }
 }
 
