@@ -14,20 +14,25 @@ use log::{debug, info};
 use crate::aggregate::{aggregate, TrackedPod, Window};
 use crate::attach::Tracker;
 use crate::discover::{self, DiscoverOptions, Discovery, PodsFrom, Source};
-use crate::model::PodStatsList;
-use crate::render::{self, Output, SortKey};
+use crate::model::{CounterScope, PodStatsList};
+use crate::render::screen::Screen;
+use crate::render::{self, Output, SortKey, TableOptions};
 use crate::resolve::{self, Mounts};
 use crate::sample::{self, Snapshot};
 
 /// Options of `podnet stats`. Flags follow kubectl where one exists.
 #[derive(Args, Debug, Clone)]
 pub struct StatsArgs {
-    /// Sampling interval: `1s`, `500ms`, `2m`, or plain seconds (`2`, `0.5`).
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    /// Sampling interval: `1s`, `500ms`, `1.5s`, `2m`, `1m30s`, `1h`, or plain seconds (`2`,
+    /// `0.5`); from 10ms to 24h.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub interval: Duration,
 
-    /// Keep sampling and redraw every interval until Ctrl-C (with `-o json`: JSON Lines, one
-    /// complete document per interval).
+    /// Keep sampling and redraw every interval until Ctrl-C or `q`, like top. In a terminal: a
+    /// full screen sorted by the current rate (keys: q quit, p pause, < and > move the sort
+    /// column, n r o m s f sort by name, rate, opens, memory, sockets, fds); when standard
+    /// output is not a terminal (or TERM=dumb): one table after another. With `-o json`: JSON
+    /// Lines, one complete document per interval. Counters count since podnet started.
     #[arg(short, long)]
     pub watch: bool,
 
@@ -39,13 +44,24 @@ pub struct StatsArgs {
     #[arg(short, long, value_enum, default_value = "table")]
     pub output: Output,
 
-    /// Sort rows by this column (largest first; `name` sorts by namespace/pod).
-    #[arg(long, value_enum, default_value = "net")]
-    pub sort: SortKey,
+    /// Sort rows, and `-o json` items, by this column (largest first; `name` sorts by
+    /// namespace/pod; `rate` is receive plus send rate) [default: `net` for a table, `rate`
+    /// with --watch, `name` for JSON].
+    #[arg(long, value_enum, value_name = "KEY")]
+    pub sort: Option<SortKey>,
 
-    /// Also show one row per container under its pod.
+    /// Also show one row per container under its pod (a CONTAINER column; every row carries its
+    /// namespace and pod).
     #[arg(long)]
     pub containers: bool,
+
+    /// Leave out the table's header row (as kubectl's --no-headers).
+    #[arg(long)]
+    pub no_headers: bool,
+
+    /// Add a last row, `TOTAL`, summing every pod (as kubectl top's --sum).
+    #[arg(long)]
+    pub sum: bool,
 
     /// Only pods in this namespace.
     #[arg(short, long, conflicts_with = "all_namespaces")]
@@ -101,28 +117,51 @@ pub struct StatsArgs {
     pub open_probe: crate::attach::OpenProbe,
 }
 
-/// Parses `1s`, `500ms`, `2m`, `1.5` (seconds).
+/// Parses `1s`, `500ms`, `1.5s`, `2m`, `1m30s`, `1h`, `1.5` (plain seconds); from 10ms to 24h.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
+    let t = s.trim();
+    let bad = || format!("interval `{t}` is not a duration like 1s, 500ms, 1m30s or 1h");
+    let (negative, body) = match t.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
     };
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("interval `{s}` is not a duration like 1s, 500ms or 2m"))?;
-    let secs = match unit {
-        "ms" => v / 1000.0,
-        "s" => v,
-        "m" => v * 60.0,
-        _ => {
-            return Err(format!(
-                "interval `{s}`: unknown unit `{unit}` (use ms, s or m)"
-            ))
+    let number = |c: char| c.is_ascii_digit() || c == '.';
+    let secs = if !body.is_empty() && body.chars().all(number) {
+        body.parse::<f64>().map_err(|_| bad())?
+    } else {
+        let mut secs = 0.0;
+        let mut rest = body;
+        if rest.is_empty() {
+            return Err(bad());
         }
+        while !rest.is_empty() {
+            let n = rest.find(|c: char| !number(c)).unwrap_or(rest.len());
+            let (num, tail) = rest.split_at(n);
+            let u = tail
+                .find(|c: char| !c.is_ascii_alphabetic())
+                .unwrap_or(tail.len());
+            let (unit, tail) = tail.split_at(u);
+            let v: f64 = num.parse().map_err(|_| bad())?;
+            let scale = match unit {
+                "ms" => 0.001,
+                "s" => 1.0,
+                "m" => 60.0,
+                "h" => 3600.0,
+                "" => return Err(bad()),
+                _ => {
+                    return Err(format!(
+                        "interval `{t}`: unknown unit `{unit}` (use ms, s, m or h)"
+                    ))
+                }
+            };
+            secs += v * scale;
+            rest = tail;
+        }
+        secs
     };
+    let secs = if negative { -secs } else { secs };
     if !(0.01..=86_400.0).contains(&secs) {
-        return Err(format!("interval `{s}` must be between 10ms and 24h"));
+        return Err(format!("interval `{t}` must be between 10ms and 24h"));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -274,37 +313,76 @@ pub async fn run(args: StatsArgs) -> Result<Outcome> {
     let mut last_refresh = Instant::now();
     let refresh_every = args.interval.max(args.refresh_interval);
     let mut outage: Option<Outage> = None;
-    let interactive = std::io::stdout().is_terminal();
+    let term = std::env::var("TERM").ok();
+    let mut screen = if args.watch
+        && args.output != Output::Json
+        && render::screen::wanted(std::io::stdout().is_terminal(), term.as_deref())
+    {
+        let opts = TableOptions {
+            rates_only: true,
+            ..table_options(&args)
+        };
+        let view = render::screen::View::new(opts, args.interval);
+        Some(Screen::enter(view).context("taking the terminal for the watch screen")?)
+    } else {
+        None
+    };
     loop {
-        match stop.sleep(args.interval).await {
-            Wake::Elapsed => {}
-            Wake::Interrupt => {
-                info!("interrupted (SIGINT): detaching");
-                return Ok(if args.watch {
-                    Outcome::Done
-                } else {
-                    Outcome::Interrupted
-                });
-            }
-            Wake::Terminate => {
-                info!("terminated (SIGTERM): detaching");
-                return Ok(Outcome::Terminated);
+        let deadline = tokio::time::Instant::now() + args.interval;
+        loop {
+            match stop.wait(deadline, screen.as_mut()).await {
+                Wake::Elapsed => break,
+                Wake::Interrupt => {
+                    info!("interrupted (SIGINT): detaching");
+                    return Ok(if args.watch {
+                        Outcome::Done
+                    } else {
+                        Outcome::Interrupted
+                    });
+                }
+                Wake::Terminate => {
+                    info!("terminated (SIGTERM): detaching");
+                    return Ok(Outcome::Terminated);
+                }
+                Wake::Input(ev) => {
+                    if let Some(scr) = screen.as_mut() {
+                        if scr.handle(ev).context("drawing the watch screen")? {
+                            info!("quit from the watch screen: detaching");
+                            return Ok(Outcome::Done);
+                        }
+                    }
+                }
             }
         }
         let registered = state.pods.iter().map(|p| p.registered_ids().count()).sum();
         let now = Snapshot::read_sized(tracker.object(), registered)?;
-        let doc = report(&state, &base, &prev, &now, &tracker);
+        let mut doc = report(&state, &base, &prev, &now, &tracker);
+        if args.watch {
+            doc.counters = CounterScope::Cumulative;
+        }
         // Notices are said once.
         state.notices.clear();
-        let empty = state.empty.as_deref();
-        if print_report(&doc, &args, interactive, empty)? == Printed::ReaderGone {
+        let empty = state.empty.clone();
+        shown += 1;
+        let last = !args.watch || args.iterations.is_some_and(|n| shown >= n);
+        if let Some(scr) = screen.as_mut() {
+            scr.show(doc, empty).context("drawing the watch screen")?;
+            if last {
+                // `--watch --iterations N` leaves its last frame on the normal screen.
+                let (doc, empty) = scr.last().cloned().expect("a document was just shown");
+                scr.restore();
+                screen = None;
+                if print_report(&doc, &args, empty.as_deref())? == Printed::ReaderGone {
+                    return Ok(Outcome::Done);
+                }
+            }
+        } else if print_report(&doc, &args, empty.as_deref())? == Printed::ReaderGone {
             // `podnet stats --watch | head -1`: nobody reads any more. Returning drops the
             // tracker, which detaches everything.
             info!("standard output is a closed pipe: detaching");
             return Ok(Outcome::Done);
         }
-        shown += 1;
-        if !args.watch || args.iterations.is_some_and(|n| shown >= n) {
+        if last {
             return Ok(Outcome::Done);
         }
         prev = now;
@@ -316,6 +394,27 @@ pub async fn run(args: StatsArgs) -> Result<Outcome> {
             }
             last_refresh = Instant::now();
         }
+    }
+}
+
+/// The sort when `--sort` is not given: the busiest network first in a table, the current
+/// rate on a watch screen, namespace/pod for JSON (stable from one document to the next).
+fn effective_sort(args: &StatsArgs) -> SortKey {
+    args.sort.unwrap_or(match (args.output, args.watch) {
+        (Output::Json, _) => SortKey::Name,
+        (_, true) => SortKey::Rate,
+        (_, false) => SortKey::Net,
+    })
+}
+
+fn table_options(args: &StatsArgs) -> TableOptions {
+    TableOptions {
+        wide: args.output == Output::Wide,
+        containers: args.containers,
+        sort: effective_sort(args),
+        no_headers: args.no_headers,
+        sum: args.sum,
+        rates_only: false,
     }
 }
 
@@ -577,28 +676,26 @@ enum Printed {
     ReaderGone,
 }
 
-fn print_report(
-    doc: &PodStatsList,
-    args: &StatsArgs,
-    interactive: bool,
-    empty: Option<&str>,
-) -> Result<Printed> {
+fn print_report(doc: &PodStatsList, args: &StatsArgs, empty: Option<&str>) -> Result<Printed> {
     let mut out = std::io::stdout().lock();
     let text = match args.output {
-        Output::Json if args.watch => render::render_json_line(doc),
-        Output::Json => render::render_json(doc),
-        Output::Table | Output::Wide => {
-            let wide = args.output == Output::Wide;
-            let table = render::render_table(doc, wide, args.containers, args.sort);
+        Output::Json => {
+            let mut doc = doc.clone();
+            render::sort_items(&mut doc, effective_sort(args));
             if args.watch {
-                // A `top`-like screen: clear and redraw in a terminal, separate frames in a pipe.
-                let clear = if interactive { "\x1b[H\x1b[2J" } else { "" };
+                render::render_json_line(&doc)
+            } else {
+                render::render_json(&doc)
+            }
+        }
+        Output::Table | Output::Wide => {
+            let table = render::render_table_with(doc, &table_options(args));
+            if args.watch {
+                // Not a terminal (or TERM=dumb): one frame after another, line by line.
                 let mut s = format!(
-                    "{clear}podnet: node {} · {} pods · every {:.1}s · {}   (Ctrl-C to quit)\n\n{table}",
-                    doc.node,
-                    doc.items.len(),
-                    args.interval.as_secs_f64(),
-                    doc.timestamp,
+                    "{} · {} UTC\n\n{table}",
+                    render::screen::header_line(doc, args.interval),
+                    render::screen::time_of(doc)
                 );
                 for w in &doc.warnings {
                     s.push_str(&format!("warning: {w}\n"));
@@ -619,6 +716,10 @@ fn print_report(
             }
         }
     };
+    if text.is_empty() {
+        // --no-headers and no pods: nothing at all, as kubectl prints.
+        return write_report(&mut out, "");
+    }
     let text = if text.ends_with('\n') {
         text
     } else {
@@ -653,33 +754,40 @@ impl Stop {
         })
     }
 
-    /// Sleeps for `d`, unless SIGINT or SIGTERM comes first (or came while podnet was busy since
-    /// the last call).
-    async fn sleep(&mut self, d: Duration) -> Wake {
+    /// Waits until `deadline`, unless SIGINT or SIGTERM comes first (or came while podnet was
+    /// busy since the last call), or the watch screen has a key or a resize.
+    async fn wait(&mut self, deadline: tokio::time::Instant, screen: Option<&mut Screen>) -> Wake {
+        let input = async {
+            match screen {
+                Some(s) => s.next_event().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = tokio::time::sleep(d) => Wake::Elapsed,
+            _ = tokio::time::sleep_until(deadline) => Wake::Elapsed,
             _ = self.int.recv() => Wake::Interrupt,
             _ = self.term.recv() => Wake::Terminate,
+            ev = input => Wake::Input(ev),
         }
     }
 }
 
-/// What ended a [`Stop::sleep`].
+/// What ended a [`Stop::wait`].
 #[derive(Debug, PartialEq, Eq)]
 enum Wake {
     Elapsed,
+    /// A key or a resize on the watch screen.
+    Input(crossterm::event::Event),
     /// SIGINT (Ctrl-C).
     Interrupt,
     /// SIGTERM (`kill`, or Kubernetes stopping the pod).
     Terminate,
 }
 
-/// Formats a time as RFC 3339 UTC with second precision (`2026-11-21T10:00:00Z`).
+/// Formats a time as RFC 3339 UTC with millisecond precision (`2026-11-21T10:00:00.123Z`).
 pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let (secs, ms) = (since.as_secs(), since.subsec_millis());
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (proleptic Gregorian calendar).
     let z = days as i64 + 719_468;
@@ -692,7 +800,7 @@ pub fn rfc3339(t: SystemTime) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60
@@ -710,8 +818,23 @@ mod tests {
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
         assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("3h").unwrap_err().contains("unknown unit"));
+        // `3h` became valid with hours (1h, 1m30s); an unknown unit is still named.
+        assert!(parse_duration("3d").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("x").is_err());
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(
+            parse_duration("1s500ms").unwrap(),
+            Duration::from_millis(1500)
+        );
+        for bad in ["-1s", "-1", "-1m30s", "25h", "5ms"] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(e.contains("between 10ms and 24h"), "{bad}: {e}");
+        }
+        for bad in ["", "s", "1.2.3s", "1 s x", "1s-2s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -873,10 +996,14 @@ mod tests {
     #[test]
     fn timestamps() {
         let at = |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
-        assert_eq!(rfc3339(at(0)), "1970-01-01T00:00:00Z");
+        // Millisecond precision since the issue "podnet stats feels like top": the expectations
+        // gained `.000`.
+        assert_eq!(rfc3339(at(0)), "1970-01-01T00:00:00.000Z");
         // 2026-11-21T10:00:00Z
-        assert_eq!(rfc3339(at(1_795_255_200)), "2026-11-21T10:00:00Z");
+        assert_eq!(rfc3339(at(1_795_255_200)), "2026-11-21T10:00:00.000Z");
         // A leap day: 2024-02-29T23:59:59Z
-        assert_eq!(rfc3339(at(1_709_251_199)), "2024-02-29T23:59:59Z");
+        assert_eq!(rfc3339(at(1_709_251_199)), "2024-02-29T23:59:59.000Z");
+        let ms = at(1_709_251_199) + Duration::from_micros(123_999);
+        assert_eq!(rfc3339(ms), "2024-02-29T23:59:59.123Z");
     }
 }

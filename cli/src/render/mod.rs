@@ -1,17 +1,24 @@
 //! Rendering of a [`PodStatsList`]: a kubectl-style table (`-o table`, `-o wide`), one pretty JSON
-//! document (`-o json`), or one compact JSON line per interval (`--watch -o json`).
+//! document (`-o json`), one compact JSON line per interval (`--watch -o json`), and the `top`-like
+//! watch screen ([`screen`]).
+//!
+//! The one-shot table and the watch screen share one renderer ([`table`]): the same cells, the
+//! same columns, laid out once for a pipe and once cut to a terminal. Cells never contain spaces,
+//! so `awk '{print $4}'` finds the fourth column on every row.
 //!
 //! Warnings are not part of the table; the binary prints them to stderr. In JSON they are the
 //! document's `warnings` field.
+
+pub mod screen;
+pub mod table;
 
 use std::cmp::Ordering;
 use std::fmt;
 use std::str::FromStr;
 
-use prettytable::format::{FormatBuilder, TableFormat};
-use prettytable::{Cell, Row, Table};
+use crate::model::{PodStats, PodStatsList};
 
-use crate::model::{ContainerStats, Files, Memory, Network, PodStats, PodStatsList, Sockets};
+pub use table::{render_table_with, TableOptions};
 
 /// The output format (`-o/--output`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -34,9 +41,11 @@ pub enum SortKey {
     Rx,
     /// Sent bytes, descending.
     Tx,
-    /// Received plus sent bytes, descending (the default).
+    /// Received plus sent bytes, descending (the default of a one-shot table).
     #[default]
     Net,
+    /// Receive rate plus send rate, descending (the default of --watch).
+    Rate,
     /// Receive rate, descending.
     #[value(alias = "rxrate")]
     RxRate,
@@ -57,8 +66,42 @@ pub enum SortKey {
 impl SortKey {
     /// Every key as accepted on the command line.
     pub const NAMES: &'static [&'static str] = &[
-        "name", "rx", "tx", "net", "rx-rate", "tx-rate", "sockets", "opens", "fds", "memory",
+        "name", "rx", "tx", "net", "rate", "rx-rate", "tx-rate", "sockets", "opens", "fds",
+        "memory",
     ];
+
+    /// The keys in the order of the table's columns: what `<` and `>` step through on the
+    /// watch screen.
+    pub const COLUMN_ORDER: &'static [SortKey] = &[
+        SortKey::Name,
+        SortKey::Rate,
+        SortKey::RxRate,
+        SortKey::TxRate,
+        SortKey::Net,
+        SortKey::Rx,
+        SortKey::Tx,
+        SortKey::Sockets,
+        SortKey::Opens,
+        SortKey::Fds,
+        SortKey::Memory,
+    ];
+
+    /// The name `--sort` takes for this key.
+    pub fn name(self) -> &'static str {
+        match self {
+            SortKey::Name => "name",
+            SortKey::Rx => "rx",
+            SortKey::Tx => "tx",
+            SortKey::Net => "net",
+            SortKey::Rate => "rate",
+            SortKey::RxRate => "rx-rate",
+            SortKey::TxRate => "tx-rate",
+            SortKey::Sockets => "sockets",
+            SortKey::Opens => "opens",
+            SortKey::Fds => "fds",
+            SortKey::Memory => "memory",
+        }
+    }
 }
 
 /// A `--sort` value that is not a [`SortKey`].
@@ -86,7 +129,8 @@ impl FromStr for SortKey {
     }
 }
 
-/// Bytes in binary units: `512 B`, `1.5 KiB`, `12.0 MiB`.
+/// Bytes in binary units: `512 B`, `1.5 KiB`, `12.0 MiB` (prose; table cells use
+/// [`bytes_cell`]).
 pub fn human_bytes(n: u64) -> String {
     if n < 1024 {
         return format!("{n} B");
@@ -94,7 +138,8 @@ pub fn human_bytes(n: u64) -> String {
     scaled(n as f64, "")
 }
 
-/// A rate in binary units per second: `0 B/s`, `1.2 MiB/s`.
+/// A rate in binary units per second: `0 B/s`, `1.2 MiB/s` (prose; table cells use
+/// [`rate_cell`]).
 pub fn human_rate(bytes_per_sec: f64) -> String {
     if !bytes_per_sec.is_finite() || bytes_per_sec <= 0.0 {
         return "0 B/s".to_string();
@@ -103,6 +148,16 @@ pub fn human_rate(bytes_per_sec: f64) -> String {
         return format!("{:.0} B/s", bytes_per_sec.round());
     }
     scaled(bytes_per_sec, "/s")
+}
+
+/// [`human_bytes`] as a table cell, without the space: `512B`, `64.2MiB`.
+pub fn bytes_cell(n: u64) -> String {
+    human_bytes(n).replace(' ', "")
+}
+
+/// [`human_rate`] as a table cell, without the space: `0B/s`, `109.0KiB/s`.
+pub fn rate_cell(bytes_per_sec: f64) -> String {
+    human_rate(bytes_per_sec).replace(' ', "")
 }
 
 fn scaled(mut v: f64, suffix: &str) -> String {
@@ -116,13 +171,6 @@ fn scaled(mut v: f64, suffix: &str) -> String {
     format!("{v:.1} {}{suffix}", UNITS[i])
 }
 
-fn memory_cell(m: &Memory) -> String {
-    match m.limit_bytes {
-        Some(limit) => format!("{} / {}", human_bytes(m.usage_bytes), human_bytes(limit)),
-        None => human_bytes(m.usage_bytes),
-    }
-}
-
 fn by_name(a: &PodStats, b: &PodStats) -> Ordering {
     a.namespace
         .cmp(&b.namespace)
@@ -130,200 +178,57 @@ fn by_name(a: &PodStats, b: &PodStats) -> Ordering {
         .then_with(|| a.uid.cmp(&b.uid))
 }
 
+/// The value a pod is sorted by under `sort` (descending); 0 for [`SortKey::Name`].
+fn sort_value(p: &PodStats, sort: SortKey) -> f64 {
+    match sort {
+        SortKey::Name => 0.0,
+        SortKey::Rx => p.network.rx_bytes as f64,
+        SortKey::Tx => p.network.tx_bytes as f64,
+        SortKey::Net => p.network.rx_bytes as f64 + p.network.tx_bytes as f64,
+        SortKey::Rate => p.network.rx_bytes_per_sec + p.network.tx_bytes_per_sec,
+        SortKey::RxRate => p.network.rx_bytes_per_sec,
+        SortKey::TxRate => p.network.tx_bytes_per_sec,
+        SortKey::Sockets => p.sockets.open as f64,
+        SortKey::Opens => p.files.opens as f64,
+        SortKey::Fds => p.files.open_fds as f64,
+        SortKey::Memory => p.memory.usage_bytes as f64,
+    }
+}
+
+fn compare(a: &PodStats, b: &PodStats, sort: SortKey) -> Ordering {
+    sort_value(b, sort)
+        .partial_cmp(&sort_value(a, sort))
+        .unwrap_or(Ordering::Equal)
+        .then_with(|| by_name(a, b))
+}
+
 /// The pods of `list` in the order of `sort`: descending by the key's value, ties by namespace
 /// then pod name; [`SortKey::Name`] ascending by namespace then pod name.
 pub fn sorted(list: &PodStatsList, sort: SortKey) -> Vec<&PodStats> {
     let mut items: Vec<&PodStats> = list.items.iter().collect();
-    let value = |p: &PodStats| -> f64 {
-        match sort {
-            SortKey::Name => 0.0,
-            SortKey::Rx => p.network.rx_bytes as f64,
-            SortKey::Tx => p.network.tx_bytes as f64,
-            SortKey::Net => p.network.rx_bytes as f64 + p.network.tx_bytes as f64,
-            SortKey::RxRate => p.network.rx_bytes_per_sec,
-            SortKey::TxRate => p.network.tx_bytes_per_sec,
-            SortKey::Sockets => p.sockets.open as f64,
-            SortKey::Opens => p.files.opens as f64,
-            SortKey::Fds => p.files.open_fds as f64,
-            SortKey::Memory => p.memory.usage_bytes as f64,
-        }
-    };
-    items.sort_by(|a, b| {
-        value(b)
-            .partial_cmp(&value(a))
-            .unwrap_or(Ordering::Equal)
-            .then_with(|| by_name(a, b))
-    });
+    items.sort_by(|a, b| compare(a, b, sort));
     items
 }
 
-fn headers(wide: bool) -> Vec<&'static str> {
-    if wide {
-        vec![
-            "NAMESPACE",
-            "POD",
-            "RX/S",
-            "TX/S",
-            "RX",
-            "TX",
-            "RX-PKTS",
-            "TX-PKTS",
-            "SOCKETS",
-            "SOCK-CREATED",
-            "SOCK-CLOSED",
-            "TCP-ACTIVE",
-            "TCP-PASSIVE",
-            "TCP-RETRANS",
-            "OPENS",
-            "OPEN-ERRORS",
-            "FDS",
-            "MEMORY",
-            "MEM-LIMIT",
-            "OOM-KILLS",
-            "QOS",
-            "CGROUP",
-        ]
-    } else {
-        vec![
-            "NAMESPACE",
-            "POD",
-            "RX/S",
-            "TX/S",
-            "RX",
-            "TX",
-            "SOCKETS",
-            "OPENS",
-            "FDS",
-            "MEMORY",
-        ]
-    }
-}
-
-/// The counter columns shared by pod and container rows.
-struct Counters<'a> {
-    network: &'a Network,
-    sockets: &'a Sockets,
-    files: &'a Files,
-    memory: &'a Memory,
-}
-
-fn counter_cells(c: &Counters<'_>, wide: bool, qos: &str, cgroup: &str) -> Vec<String> {
-    let n = c.network;
-    let mut v = vec![
-        human_rate(n.rx_bytes_per_sec),
-        human_rate(n.tx_bytes_per_sec),
-        human_bytes(n.rx_bytes),
-        human_bytes(n.tx_bytes),
-    ];
-    if wide {
-        v.extend([
-            n.rx_packets.to_string(),
-            n.tx_packets.to_string(),
-            gauge(c.sockets.open, c.sockets.open_unknown),
-            c.sockets.created.to_string(),
-            c.sockets.closed.to_string(),
-            c.sockets.tcp_active_opens.to_string(),
-            c.sockets.tcp_passive_opens.to_string(),
-            c.sockets.tcp_retransmits.to_string(),
-            c.files.opens.to_string(),
-            c.files.open_errors.to_string(),
-            gauge(c.files.open_fds, c.files.open_fds_unknown),
-            human_bytes(c.memory.usage_bytes),
-            c.memory
-                .limit_bytes
-                .map(human_bytes)
-                .unwrap_or_else(|| "-".to_string()),
-            c.memory.oom_kills.to_string(),
-            qos.to_string(),
-            cgroup.to_string(),
-        ]);
-    } else {
-        v.extend([
-            gauge(c.sockets.open, c.sockets.open_unknown),
-            c.files.opens.to_string(),
-            gauge(c.files.open_fds, c.files.open_fds_unknown),
-            memory_cell(c.memory),
-        ]);
-    }
-    v
-}
-
-/// A gauge cell: `-` when it could not be read.
-fn gauge(value: u64, unknown: bool) -> String {
-    if unknown {
-        "-".to_string()
-    } else {
-        value.to_string()
-    }
-}
-
-fn pod_names(p: &PodStats) -> (String, String) {
-    if p.pod.is_empty() {
-        ("<unknown>".to_string(), format!("<unknown> ({})", p.uid))
-    } else {
-        (p.namespace.clone(), p.pod.clone())
-    }
-}
-
-fn container_label(c: &ContainerStats) -> String {
-    if c.name.is_empty() {
-        let short: String = c.id.chars().take(12).collect();
-        format!("  {short}")
-    } else {
-        format!("  {}", c.name)
-    }
-}
-
-fn table_format() -> TableFormat {
-    // Like kubectl: no borders, columns separated by three spaces.
-    FormatBuilder::new().padding(0, 3).build()
+/// Puts the items of `list` in the order of `sort`, as the table shows them (`--sort` applies
+/// to `-o json` too, as kubectl's `--sort-by` does).
+pub fn sort_items(list: &mut PodStatsList, sort: SortKey) {
+    list.items.sort_by(|a, b| compare(a, b, sort));
 }
 
 /// Renders `list` as a kubectl-style table sorted by `sort`. `wide` adds packets, socket and TCP
 /// counters, open errors, memory limit, OOM kills, QoS class and cgroup path; `containers` adds
-/// one indented row per container under its pod. Always ends with a newline.
+/// one row per container under its pod. Always ends with a newline.
 pub fn render_table(list: &PodStatsList, wide: bool, containers: bool, sort: SortKey) -> String {
-    let mut table = Table::new();
-    table.set_format(table_format());
-    table.set_titles(Row::new(headers(wide).into_iter().map(Cell::new).collect()));
-    for p in sorted(list, sort) {
-        let (ns, pod) = pod_names(p);
-        let counters = Counters {
-            network: &p.network,
-            sockets: &p.sockets,
-            files: &p.files,
-            memory: &p.memory,
-        };
-        let qos = p.qos_class.as_deref().unwrap_or("-");
-        let mut cells = vec![ns, pod];
-        cells.extend(counter_cells(&counters, wide, qos, &p.cgroup_path));
-        table.add_row(Row::new(cells.iter().map(|s| Cell::new(s)).collect()));
-        if containers {
-            let mut cs: Vec<&ContainerStats> = p.containers.iter().collect();
-            cs.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
-            for c in cs {
-                let counters = Counters {
-                    network: &c.network,
-                    sockets: &c.sockets,
-                    files: &c.files,
-                    memory: &c.memory,
-                };
-                let mut cells = vec![String::new(), container_label(c)];
-                // Under its pod's row, a container's directory name is enough (the full path
-                // is in -o json): kubelet's full container paths are 200+ characters.
-                let dir = c.cgroup_path.rsplit('/').next().unwrap_or(&c.cgroup_path);
-                cells.extend(counter_cells(&counters, wide, "", dir));
-                table.add_row(Row::new(cells.iter().map(|s| Cell::new(s)).collect()));
-            }
-        }
-    }
-    let text = table.to_string();
-    let mut out = String::with_capacity(text.len());
-    for line in text.lines() {
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    render_table_with(
+        list,
+        &TableOptions {
+            wide,
+            containers,
+            sort,
+            ..TableOptions::default()
+        },
+    )
 }
 
 /// Renders `list` as one pretty-printed `podnet/v1` JSON document, ending with a newline.
@@ -344,7 +249,7 @@ pub fn render_json_line(list: &PodStatsList) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::MemorySource;
+    use crate::model::{ContainerStats, Files, Memory, MemorySource, Network, Sockets};
     use serde_json::Value;
 
     fn pod(ns: &str, name: &str, uid: &str, rx: u64, tx: u64) -> PodStats {
@@ -482,47 +387,36 @@ mod tests {
         // Net = rx + tx: db 4 MiB + 1000, web 3 MiB + 512, unknown 2048, coredns 0.
         assert_eq!(
             r[1],
-            [
-                "shop",
-                "db-0",
-                "500 B/s",
-                "2.0 MiB/s",
-                "1000 B",
-                "4.0 MiB",
-                "0",
-                "0",
-                "0",
-                "0 B"
-            ]
+            ["shop", "db-0", "500B/s", "2.0MiB/s", "1000B", "4.0MiB", "0", "0", "0", "0B"]
         );
         assert_eq!(
             r[2],
             [
                 "shop",
                 "web-0",
-                "1.5 MiB/s",
-                "256 B/s",
-                "3.0 MiB",
-                "512 B",
+                "1.5MiB/s",
+                "256B/s",
+                "3.0MiB",
+                "512B",
                 "3",
                 "42",
                 "17",
-                "100.0 MiB / 256.0 MiB"
+                "100.0MiB/256.0MiB"
             ]
         );
         assert_eq!(
             r[3],
             [
                 "<unknown>",
-                "<unknown> (1234abcd-0000-0000-0000-000000000000)",
-                "1.0 KiB/s",
-                "0 B/s",
-                "2.0 KiB",
-                "0 B",
+                "uid:1234abcd-0000-0000-0000-000000000000",
+                "1.0KiB/s",
+                "0B/s",
+                "2.0KiB",
+                "0B",
                 "0",
                 "0",
                 "0",
-                "0 B"
+                "0B"
             ]
         );
         assert_eq!(r[4][..2], ["kube-system", "coredns"]);
@@ -530,6 +424,67 @@ mod tests {
         assert!(!t.contains("Pending"), "warnings are not in the table");
         assert!(t.ends_with('\n'));
         assert!(t.lines().all(|l| l == l.trim_end()));
+        // No cell has a space: every row splits into exactly the header's columns.
+        assert!(t.lines().all(|l| l.split_whitespace().count() == 10), "{t}");
+    }
+
+    #[test]
+    fn no_headers_and_a_total_row() {
+        let t = render_table_with(
+            &sample_list(),
+            &TableOptions {
+                no_headers: true,
+                sum: true,
+                ..TableOptions::default()
+            },
+        );
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 5, "{t}");
+        assert!(lines[0].starts_with("shop "), "{t}");
+        let total: Vec<&str> = lines[4].split_whitespace().collect();
+        // rx: 3 MiB + 1000 + 2048 B; memory: the sum of usages.
+        assert_eq!(
+            total,
+            [
+                "TOTAL", "-", "1.5MiB/s", "2.0MiB/s", "3.0MiB", "4.0MiB", "3", "42", "17",
+                "100.0MiB"
+            ],
+            "{t}"
+        );
+        let empty = PodStatsList::new("n1".into(), "t".into(), 1.0);
+        let o = TableOptions {
+            no_headers: true,
+            ..TableOptions::default()
+        };
+        assert_eq!(render_table_with(&empty, &o), "");
+    }
+
+    #[test]
+    fn json_items_follow_the_sort() {
+        let mut list = sample_list();
+        sort_items(&mut list, SortKey::Tx);
+        let names: Vec<&str> = list.items.iter().map(|p| p.pod.as_str()).collect();
+        assert_eq!(names, ["db-0", "web-0", "", "coredns"]);
+        sort_items(&mut list, SortKey::Name);
+        let doc: Value = serde_json::from_str(&render_json(&list)).unwrap();
+        assert_eq!(doc["items"][1]["pod"], "coredns");
+    }
+
+    #[test]
+    fn unknown_names_are_null_and_rates_are_rounded() {
+        let mut list = sample_list();
+        list.items[0].network.rx_bytes_per_sec = 271386.3366118777;
+        let doc: Value = serde_json::from_str(&render_json(&list)).unwrap();
+        let unknown = doc["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["uid"] == "1234abcd-0000-0000-0000-000000000000")
+            .unwrap();
+        assert_eq!(unknown["pod"], Value::Null);
+        assert_eq!(unknown["namespace"], Value::Null);
+        assert_eq!(doc["items"][0]["network"]["rxBytesPerSec"], 271386.3);
+        assert_eq!(doc["counters"], "interval");
     }
 
     #[test]
@@ -557,7 +512,7 @@ mod tests {
         let err = "bogus".parse::<SortKey>().unwrap_err().to_string();
         assert_eq!(
             err,
-            "unknown sort key `bogus`: use one of name, rx, tx, net, rx-rate, tx-rate, sockets, opens, fds, memory"
+            "unknown sort key `bogus`: use one of name, rx, tx, net, rate, rx-rate, tx-rate, sockets, opens, fds, memory"
         );
         // Every listed name parses, and to a different key.
         let keys: std::collections::HashSet<String> = SortKey::NAMES
@@ -572,8 +527,10 @@ mod tests {
     fn wide_and_container_rows() {
         let t = render_table(&sample_list(), true, true, SortKey::Name);
         let r = rows(&t);
-        assert_eq!(r[0].len(), 22);
-        assert_eq!(r[0][20..], ["QOS", "CGROUP"]);
+        // --containers adds a CONTAINER column (third), so every index after POD moved by one.
+        assert_eq!(r[0].len(), 23);
+        assert_eq!(r[0][2], "CONTAINER");
+        assert_eq!(r[0][21..], ["QOS", "CGROUP"]);
         let web = r
             .iter()
             .position(|row| row.get(1).map(String::as_str) == Some("web-0"))
@@ -583,10 +540,11 @@ mod tests {
             [
                 "shop",
                 "web-0",
-                "1.5 MiB/s",
-                "256 B/s",
-                "3.0 MiB",
-                "512 B",
+                "-",
+                "1.5MiB/s",
+                "256B/s",
+                "3.0MiB",
+                "512B",
                 "31457",
                 "5",
                 "3",
@@ -598,26 +556,27 @@ mod tests {
                 "42",
                 "2",
                 "17",
-                "100.0 MiB",
-                "256.0 MiB",
+                "100.0MiB",
+                "256.0MiB",
                 "1",
                 "Burstable",
                 "/kubepods.slice/web-0"
             ]
         );
-        // Containers follow their pod, sorted by name, indented.
-        assert_eq!(r[web + 1][..2], ["", "app"]);
-        assert_eq!(r[web + 1][4], "3.0 MiB");
+        // Containers follow their pod, sorted by name, and carry its namespace and pod.
+        assert_eq!(r[web + 1][..3], ["shop", "web-0", "app"]);
+        assert_eq!(r[web + 1][5], "3.0MiB");
         // Under its pod, a container shows only its own directory name.
-        assert_eq!(r[web + 1][21], "cri-containerd-aaaa.scope");
-        assert_eq!(r[web + 2][..2], ["", "sidecar"]);
-        assert_eq!(r[web + 2][4], "1.0 KiB");
-        assert_eq!(r[web + 2][18], "-");
+        assert_eq!(r[web + 1][22], "cri-containerd-aaaa.scope");
+        assert_eq!(r[web + 2][..3], ["shop", "web-0", "sidecar"]);
+        assert_eq!(r[web + 2][5], "1.0KiB");
+        assert_eq!(r[web + 2][19], "-");
         assert!(t.lines().nth(web + 1).unwrap().contains("   app"));
         // Only web-0 has containers: header + 4 pods + 2 containers.
         assert_eq!(r.len(), 7);
         let unknown = r.iter().find(|row| row[0] == "<unknown>").unwrap();
-        assert_eq!(unknown[20], "-");
+        assert_eq!(unknown[21], "-");
+        assert!(t.lines().all(|l| l.split_whitespace().count() == 23), "{t}");
     }
 
     #[test]
@@ -641,6 +600,7 @@ mod tests {
             keys(&doc),
             [
                 "apiVersion",
+                "counters",
                 "coverage",
                 "intervalSeconds",
                 "items",
@@ -712,7 +672,8 @@ mod tests {
         assert_eq!(keys(&c["files"]), files);
         assert_eq!(keys(&c["memory"]), memory);
         assert_eq!(c["memory"]["limitBytes"], Value::Null);
-        let unknown = items.iter().find(|i| i["pod"] == "").unwrap();
+        // Unknown names are null since "podnet stats feels like top" (they were "").
+        let unknown = items.iter().find(|i| i["pod"].is_null()).unwrap();
         assert_eq!(unknown["qosClass"], Value::Null);
     }
 
@@ -752,7 +713,8 @@ mod tests {
         let row = table.lines().find(|l| l.contains("web-0")).unwrap();
         let cells: Vec<&str> = row.split_whitespace().collect();
         // NAMESPACE POD RX/S(2) TX/S(2) RX(2) TX(2) SOCKETS OPENS FDS MEMORY...
-        let (sockets, opens, fds) = (cells[10], cells[11], cells[12]);
+        // (Cells have no spaces since "podnet stats feels like top": indices 10-12 became 6-8.)
+        let (sockets, opens, fds) = (cells[6], cells[7], cells[8]);
         assert_eq!((sockets, opens, fds), ("-", "42", "-"), "{row}");
         let wide = render_table(&list, true, false, SortKey::Name);
         let row = wide.lines().find(|l| l.contains("web-0")).unwrap();
