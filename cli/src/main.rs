@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use podnet::stats::{self, StatsArgs};
 
@@ -31,6 +31,7 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Attach to this node's pods, sample, and print per-pod statistics.
     #[command(after_help = stats::EXIT_STATUS_HELP)]
@@ -38,6 +39,51 @@ enum Command {
     /// Run always on (one per node, the DaemonSet): watch this node's pods, keep their programs
     /// pinned across restarts, and serve Prometheus metrics.
     Agent(podnet::agent::AgentArgs),
+    /// Print a shell completion script: `source <(podnet completion bash)`, or install it where
+    /// your shell looks (`make install` does).
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write podnet's man pages (podnet.1, podnet-stats.1, ...), generated from this same
+    /// command-line definition, into a directory (`make man`).
+    #[command(hide = true)]
+    Man {
+        /// The directory to write the pages into.
+        #[arg(value_name = "DIR")]
+        dir: std::path::PathBuf,
+    },
+}
+
+/// Prints the completion script of `shell` for the `podnet` command.
+fn completion(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    clap_complete::generate(shell, &mut Cli::command(), "podnet", out);
+}
+
+/// Writes one man page per visible command into `dir`: `podnet.1`, `podnet-stats.1`, ...
+fn man_pages(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let mut cmd = Cli::command();
+    cmd.build();
+    let mut written = Vec::new();
+    let mut page = |cmd: clap::Command, name: String| -> std::io::Result<()> {
+        let path = dir.join(format!("{name}.1"));
+        let mut buf = Vec::new();
+        let name: &'static str = name.clone().leak();
+        clap_mangen::Man::new(cmd.name(name)).render(&mut buf)?;
+        std::fs::write(&path, buf)?;
+        written.push(path);
+        Ok(())
+    };
+    for sub in cmd
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set() && c.get_name() != "help")
+    {
+        page(sub.clone(), format!("podnet-{}", sub.get_name()))?;
+    }
+    page(cmd, "podnet".into())?;
+    Ok(written)
 }
 
 /// The log filter when RUST_LOG is unset: podnet's own crates at `warn`, nothing from its
@@ -60,6 +106,22 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Stats(args) => stats::main(args),
         Command::Agent(args) => podnet::agent::main(args),
+        Command::Completion { shell } => {
+            completion(shell, &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man { dir } => match man_pages(&dir) {
+            Ok(pages) => {
+                for p in pages {
+                    println!("{}", p.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: writing man pages into {}: {e}", dir.display());
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -99,7 +161,6 @@ mod stdout_at_start {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn cli_definition_is_consistent() {
@@ -177,6 +238,69 @@ mod tests {
     #[test]
     fn stdout_is_open_in_tests() {
         assert!(!stdout_at_start::was_closed());
+    }
+
+    #[test]
+    fn kubectl_conventions_parse() {
+        let cli = Cli::try_parse_from([
+            "podnet",
+            "stats",
+            "--no-headers",
+            "--sum",
+            "--interval",
+            "1m30s",
+        ])
+        .unwrap();
+        let Command::Stats(a) = cli.command else {
+            panic!("parsed as another command")
+        };
+        assert!(a.no_headers && a.sum);
+        assert_eq!(a.interval, std::time::Duration::from_secs(90));
+        assert_eq!(a.sort, None);
+        // A negative interval is a value (not an unknown flag) that gets the range message.
+        for v in ["-1s", "-5"] {
+            let e = Cli::try_parse_from(["podnet", "stats", "--interval", v]).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{e}");
+            assert!(e.to_string().contains("between 10ms and 24h"), "{v}: {e}");
+        }
+    }
+
+    #[test]
+    fn completions_offer_the_subcommands_and_flags() {
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let mut out = Vec::new();
+            completion(shell, &mut out);
+            let text = String::from_utf8(out).unwrap();
+            for needle in ["stats", "agent", "--interval", "--no-headers"] {
+                assert!(text.contains(needle), "{shell}: no {needle}");
+            }
+        }
+    }
+
+    #[test]
+    fn man_pages_are_written_for_every_visible_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let pages = man_pages(dir.path()).unwrap();
+        let names: Vec<String> = pages
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "podnet-stats.1",
+                "podnet-agent.1",
+                "podnet-completion.1",
+                "podnet.1"
+            ]
+        );
+        let stats = std::fs::read_to_string(dir.path().join("podnet-stats.1")).unwrap();
+        assert!(stats.contains(".TH podnet-stats 1"), "{}", &stats[..200]);
+        assert!(stats.contains("interval"));
     }
 
     #[test]
