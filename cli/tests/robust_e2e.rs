@@ -394,7 +394,19 @@ fn a_container_beyond_the_map_still_counts_in_its_pod_and_the_warning_says_so() 
     assert_eq!(r["created"], 4);
     let doc = p.json();
     let i = item(&doc, "big");
-    assert_eq!(n(i, "/files/opens"), 6, "{i:#}");
+    // The eighth container is not registered: its opens reach the pod by walking up the cgroup
+    // tree, which the file-open programs can do where the kernel lets them (not 5.10); there
+    // podnet must say so.
+    let walks = common::opens_walk_up(&doc);
+    assert_eq!(
+        common::warns_unregistered_opens(&doc),
+        !walks,
+        "{:#}",
+        doc["warnings"]
+    );
+    if walks {
+        assert_eq!(n(i, "/files/opens"), 6, "{i:#}");
+    }
     assert_eq!(n(i, "/sockets/created"), 4, "{i:#}");
     let rows: Vec<&str> = i["containers"]
         .as_array()

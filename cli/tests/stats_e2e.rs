@@ -501,9 +501,12 @@ fn memory_is_at_least_what_a_process_touched() {
     let i = item(&doc, "cache");
     assert_eq!(n(i, "/memory/limitBytes"), limit, "{i:#}");
     assert!(n(i, "/memory/usageBytes") >= mib << 20, "{i:#}");
-    assert!(n(i, "/memory/rssBytes") >= mib << 20, "{i:#}");
+    // Before 6.2 a thread's RSS reaches /proc in batches of up to 64 pages (SPLIT_RSS_COUNTING):
+    // VmRSS may lag what was touched by that much per thread (measured on 5.10: 29 pages).
+    const RSS_LAG: u64 = 64 * 4096 * 2;
+    assert!(n(i, "/memory/rssBytes") + RSS_LAG >= mib << 20, "{i:#}");
     assert!(
-        n(&i["containers"][0], "/memory/rssBytes") >= mib << 20,
+        n(&i["containers"][0], "/memory/rssBytes") + RSS_LAG >= mib << 20,
         "{i:#}"
     );
     // Where podnet read it: the v1 memory hierarchy on hybrid hosts (this VM), else cgroup v2.
@@ -534,15 +537,27 @@ fn every_layout_resolves_and_counts_its_own_opens() {
         })
         .collect();
     let dirs: Vec<&std::path::Path> = pods.iter().map(|(_, p)| p.dir.as_path()).collect();
+    // The workloads start (and wait) before podnet does: starting a process takes seconds on an
+    // emulated kernel, and five of them in the window left the last one's opens outside it.
+    let mut workloads: Vec<Workload> = pods
+        .iter()
+        .enumerate()
+        .map(|(i, (_, pod))| {
+            spawn(
+                &args(&format!("open --path /etc/hostname --count {}", 10 + i)),
+                None,
+                pod,
+                0,
+            )
+        })
+        .collect();
     let mut p = c.podnet(&["-o", "json", "--interval", WINDOW]);
     p.wait_attached(&dirs);
-    for (i, (_, pod)) in pods.iter().enumerate() {
-        run(&mut spawn(
-            &args(&format!("open --path /etc/hostname --count {}", 10 + i)),
-            None,
-            pod,
-            0,
-        ));
+    for w in &mut workloads {
+        w.go().unwrap();
+    }
+    for w in &mut workloads {
+        w.result().unwrap();
     }
     let doc = p.json();
     assert_eq!(doc["items"].as_array().unwrap().len(), pods.len());
@@ -657,26 +672,14 @@ fn container_created_after_attach_is_counted_with(probe: &str) {
     // Opens in the unknown cgroup reach the pod by walking up the tree from the task's cgroup,
     // which tracepoint and kprobe programs can do only where the kernel gives them the helper
     // (not 5.10). Where it cannot, podnet must say so instead of reporting a silent 0.
-    use podnet_loader::probe::{helper_available, Helper};
     assert_eq!(doc["fileOpenProbe"], probe);
-    let kind = if probe == "kprobe" {
-        podnet_loader::ProgramKind::Kprobe {
-            function: podnet::attach::OPEN_FUNCTION.into(),
-            retprobe: false,
-        }
-    } else {
-        podnet_loader::ProgramKind::Tracepoint {
-            category: "syscalls".into(),
-            event: "sys_enter_openat".into(),
-        }
-    };
-    let walks = helper_available(&kind, Helper::GetCurrentAncestorCgroupId).unwrap();
-    let warned = doc["warnings"].as_array().unwrap().iter().any(|w| {
-        w.as_str()
-            .unwrap()
-            .starts_with(podnet::attach::UNREGISTERED_OPENS_WARNING)
-    });
-    assert_eq!(warned, !walks, "{:#}", doc["warnings"]);
+    let walks = common::opens_walk_up(&doc);
+    assert_eq!(
+        common::warns_unregistered_opens(&doc),
+        !walks,
+        "{:#}",
+        doc["warnings"]
+    );
     if walks {
         assert_eq!(n(i, "/files/opens"), 45);
         assert_eq!(n(i, "/files/openErrors"), 3);

@@ -297,3 +297,31 @@ pub fn n(v: &Value, pointer: &str) -> u64 {
         .and_then(Value::as_u64)
         .unwrap_or_else(|| panic!("no number at {pointer} in {v:#}"))
 }
+
+/// Can the file-open programs podnet used for `doc` (its `fileOpenProbe`) walk up the cgroup tree
+/// on this kernel? Where they cannot (5.10), opens in cgroups podnet has not registered reach no
+/// pod, and podnet says so in a warning instead.
+pub fn opens_walk_up(doc: &Value) -> bool {
+    use podnet_loader::probe::{helper_available, Helper};
+    let kind = match doc["fileOpenProbe"].as_str() {
+        Some("kprobe") => podnet_loader::ProgramKind::Kprobe {
+            function: podnet::attach::OPEN_FUNCTION.into(),
+            retprobe: false,
+        },
+        Some("tracepoint") => podnet_loader::ProgramKind::Tracepoint {
+            category: "syscalls".into(),
+            event: "sys_enter_openat".into(),
+        },
+        other => panic!("no file-open probe in the document: {other:?}"),
+    };
+    helper_available(&kind, Helper::GetCurrentAncestorCgroupId).unwrap()
+}
+
+/// Does `doc` warn that opens in unregistered cgroups are not counted?
+pub fn warns_unregistered_opens(doc: &Value) -> bool {
+    doc["warnings"].as_array().unwrap().iter().any(|w| {
+        w.as_str()
+            .unwrap()
+            .starts_with(podnet::attach::UNREGISTERED_OPENS_WARNING)
+    })
+}
