@@ -139,6 +139,7 @@ fn files(total: &Counters, g: &Gauges) -> Files {
         open_errors: total.file_open_errors,
         open_fds: g.open_fds,
         open_fds_unknown: g.fds_unreadable,
+        opens_unknown: false,
     }
 }
 

@@ -422,7 +422,20 @@ impl Tracker {
                 },
             },
         };
-        let mut warnings = self.attach_file_tracepoints()?;
+        let mut warnings = match self.attach_file_tracepoints() {
+            Err(e) if perf_events_restricted(&e) => {
+                // Nothing else depends on perf events: count the rest, and say what is missing.
+                self.variant.file_opens = None;
+                return Ok(vec![format!(
+                    "{NO_FILE_OPENS}: this kernel lets only CAP_SYS_ADMIN open the perf events \
+                     the file-open probes need (kernel.perf_event_paranoid={}, as Debian's and \
+                     Ubuntu's kernels set it; CAP_PERFMON is not enough there): add CAP_SYS_ADMIN, \
+                     or set `sysctl kernel.perf_event_paranoid=2` on the node",
+                    perf_event_paranoid().map_or("?".into(), |n| n.to_string())
+                )]);
+            }
+            other => other?,
+        };
         if let Some(reason) = degraded {
             debug!("no file-open kprobes: {reason}");
             warnings.push(format!(
@@ -955,6 +968,32 @@ impl Tracker {
             let _ = counters.delete(&k);
         }
     }
+}
+
+/// The start of the warning when no file-open probe could be attached.
+pub const NO_FILE_OPENS: &str = "file opens are not counted (null)";
+
+/// `kernel.perf_event_paranoid`.
+pub fn perf_event_paranoid() -> Option<i32> {
+    std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Did attaching fail because the kernel restricts perf events to CAP_SYS_ADMIN (paranoid level
+/// above 2, a Debian and Ubuntu patch) and this process lacks it?
+fn perf_events_restricted(e: &anyhow::Error) -> bool {
+    let denied = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<LoaderError>(),
+            Some(LoaderError::PermissionDenied { .. })
+        )
+    });
+    denied
+        && perf_event_paranoid().is_some_and(|n| n > 2)
+        && !crate::privileges::has_capability(crate::privileges::CAP_SYS_ADMIN)
 }
 
 /// The start of the warning for file-open attachments that cannot be pinned.

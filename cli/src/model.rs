@@ -115,7 +115,11 @@ impl Serialize for Sockets {
 #[schemars(rename_all = "camelCase")]
 #[schemars(deny_unknown_fields)]
 pub struct Files {
+    /// Opens counted; `null` where no file-open probe could be attached.
+    #[schemars(with = "NullableU64")]
     pub opens: u64,
+    /// Opens that failed; `null` with `opens`.
+    #[schemars(with = "NullableU64")]
     pub open_errors: u64,
     /// File descriptors the pod's processes hold now; `null` when /proc/PID/fd is unreadable.
     #[schemars(with = "NullableU64")]
@@ -123,13 +127,19 @@ pub struct Files {
     /// `open_fds` could not be read (as [`Sockets::open_unknown`]).
     #[schemars(skip)]
     pub open_fds_unknown: bool,
+    /// No file-open probe is attached: `opens` and `open_errors` are unknown, not 0.
+    #[schemars(skip)]
+    pub opens_unknown: bool,
 }
 
 impl Serialize for Files {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut st = s.serialize_struct("Files", 3)?;
-        st.serialize_field("opens", &self.opens)?;
-        st.serialize_field("openErrors", &self.open_errors)?;
+        st.serialize_field("opens", &(!self.opens_unknown).then_some(self.opens))?;
+        st.serialize_field(
+            "openErrors",
+            &(!self.opens_unknown).then_some(self.open_errors),
+        )?;
         st.serialize_field(
             "openFds",
             &(!self.open_fds_unknown).then_some(self.open_fds),
@@ -324,6 +334,17 @@ pub const COVERAGE: &[&str] = &[
 ];
 
 impl PodStatsList {
+    /// Marks every pod's and container's file-open counts unknown (`null`): no file-open probe
+    /// could be attached.
+    pub fn opens_unknown(&mut self) {
+        for p in &mut self.items {
+            p.files.opens_unknown = true;
+            for c in &mut p.containers {
+                c.files.opens_unknown = true;
+            }
+        }
+    }
+
     pub fn new(node: String, timestamp: String, interval_seconds: f64) -> Self {
         PodStatsList {
             api_version: API_VERSION,

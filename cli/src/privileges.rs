@@ -4,19 +4,14 @@
 use anyhow::{bail, Context, Result};
 
 const CAP_NET_ADMIN: u32 = 12;
-const CAP_SYS_ADMIN: u32 = 21;
+/// `CAP_SYS_ADMIN`.
+pub const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
 /// Fails with the fix when this process lacks the capabilities podnet needs.
 pub fn check_privileges() -> Result<()> {
-    let status =
-        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    let eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
-        .unwrap_or(0);
+    let eff = effective_caps().context("reading CapEff from /proc/self/status")?;
     let has = |cap: u32| eff & (1u64 << cap) != 0;
     // Before 5.8 CAP_SYS_ADMIN stood for CAP_BPF and CAP_PERFMON.
     let bpf = has(CAP_BPF) || has(CAP_SYS_ADMIN);
@@ -40,4 +35,17 @@ pub fn check_privileges() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Does this process hold capability `cap` (in its effective set)?
+pub fn has_capability(cap: u32) -> bool {
+    effective_caps().is_some_and(|eff| eff & (1u64 << cap) != 0)
+}
+
+fn effective_caps() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
 }

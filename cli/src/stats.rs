@@ -659,6 +659,9 @@ fn report(
     doc.items = aggregate(&state.pods, &window, &gauges);
     doc.warnings = tracker.variant().warnings();
     doc.file_open_probe = tracker.file_open_probe().map(|p| p.name());
+    if doc.file_open_probe.is_none() {
+        doc.opens_unknown();
+    }
     doc.warnings.extend(state.lasting.iter().cloned());
     doc.warnings.extend(state.warnings.iter().cloned());
     doc.warnings.extend(state.notices.iter().cloned());

@@ -763,6 +763,20 @@ fn counts_exactly(agent: &Running, p: &Pair, label: &str, port: u16) {
         "open fds of {b}: {fds:?}\n{text}"
     );
     assert!(text.contains("podnet_tracked_pods 2\n"), "{text}");
+    // File opens need perf events. Kernels patched to let only CAP_SYS_ADMIN open them
+    // (kernel.perf_event_paranoid above 2: Debian's and Ubuntu's) refuse the manifest's
+    // CAP_PERFMON: there the agent counts everything else, leaves the opens absent and says so.
+    let restricted = podnet::attach::perf_event_paranoid().is_some_and(|n| n > 2);
+    let opens = metric(&text, "podnet_pod_file_opens_total", "shop", &a);
+    let (_, stats) = try_get(agent.port, "/stats").unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    let warned = doc["warnings"].as_array().unwrap().iter().any(|w| {
+        w.as_str()
+            .unwrap()
+            .starts_with(podnet::attach::NO_FILE_OPENS)
+    });
+    assert_eq!(warned, restricted, "{:#}", doc["warnings"]);
+    assert_eq!(opens.is_none(), restricted, "{text}");
 }
 
 /// The stub's kubeconfig, readable by the agent wherever it runs (the fixture's is 0600).

@@ -119,14 +119,14 @@ const METRICS: &[Metric] = &[
     Metric {
         name: "podnet_pod_file_opens_total",
         kind: Kind::Counter,
-        help: "open/openat/openat2/creat calls.",
-        value: |s| Some(s.files.opens),
+        help: "open/openat/openat2/creat calls (absent where no file-open probe attaches).",
+        value: |s| (!s.files.opens_unknown).then_some(s.files.opens),
     },
     Metric {
         name: "podnet_pod_file_open_errors_total",
         kind: Kind::Counter,
-        help: "open/openat/openat2/creat calls that failed.",
-        value: |s| Some(s.files.open_errors),
+        help: "open/openat/openat2/creat calls that failed (absent with the opens).",
+        value: |s| (!s.files.opens_unknown).then_some(s.files.open_errors),
     },
     Metric {
         name: "podnet_pod_open_fds",

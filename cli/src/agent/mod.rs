@@ -115,6 +115,9 @@ impl Shared {
         doc.counters = crate::model::CounterScope::Cumulative;
         doc.warnings = self.tracker.variant().warnings();
         doc.file_open_probe = self.tracker.file_open_probe().map(|p| p.name());
+        if doc.file_open_probe.is_none() {
+            doc.opens_unknown();
+        }
         doc.warnings.extend(self.warnings.iter().cloned());
         doc.warnings
             .extend(sample::miss_warnings(self.tracker.capacity(), &zero, &now));

@@ -287,6 +287,7 @@ mod tests {
             open_errors: 2,
             open_fds: 17,
             open_fds_unknown: false,
+            opens_unknown: false,
         };
         web.memory = Memory {
             usage_bytes: 100 * 1024 * 1024,

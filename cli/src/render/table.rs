@@ -114,8 +114,8 @@ fn counter_cells(c: &Counters<'_>, o: &TableOptions, qos: &str, cgroup: &str) ->
             c.sockets.tcp_active_opens.to_string(),
             c.sockets.tcp_passive_opens.to_string(),
             c.sockets.tcp_retransmits.to_string(),
-            c.files.opens.to_string(),
-            c.files.open_errors.to_string(),
+            gauge(c.files.opens, c.files.opens_unknown),
+            gauge(c.files.open_errors, c.files.opens_unknown),
             gauge(c.files.open_fds, c.files.open_fds_unknown),
             bytes_cell(c.memory.usage_bytes),
             c.memory
@@ -129,7 +129,7 @@ fn counter_cells(c: &Counters<'_>, o: &TableOptions, qos: &str, cgroup: &str) ->
     } else {
         v.extend([
             gauge(c.sockets.open, c.sockets.open_unknown),
-            c.files.opens.to_string(),
+            gauge(c.files.opens, c.files.opens_unknown),
             gauge(c.files.open_fds, c.files.open_fds_unknown),
             memory_cell(c.memory),
         ]);
@@ -201,6 +201,7 @@ pub fn totals(list: &PodStatsList) -> Totals {
         let f = &mut t.files;
         f.opens += p.files.opens;
         f.open_errors += p.files.open_errors;
+        f.opens_unknown |= p.files.opens_unknown;
         if !p.files.open_fds_unknown {
             f.open_fds += p.files.open_fds;
             f.open_fds_unknown = false;
