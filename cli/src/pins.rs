@@ -53,9 +53,8 @@ pub fn kprobe(dir: &Path, program: &str) -> PathBuf {
 /// What an earlier agent pinned to count file opens under `dir`, if anything: an agent that
 /// adopts the pins keeps it, so that opens are never counted twice.
 pub fn file_open_probe(dir: &Path) -> Option<crate::attach::FileOpenProbe> {
-    let has_pins = |sub: &str| {
-        fs::read_dir(dir.join(sub)).is_ok_and(|mut entries| entries.next().is_some())
-    };
+    let has_pins =
+        |sub: &str| fs::read_dir(dir.join(sub)).is_ok_and(|mut entries| entries.next().is_some());
     if has_pins("kprobes") {
         Some(crate::attach::FileOpenProbe::Kprobe)
     } else if has_pins("tracepoints") {
