@@ -159,6 +159,16 @@ grep -q ' - tracefs ' /proc/self/mountinfo || mount -t tracefs tracefs /sys/kern
 cg=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
 for c in memory pids; do echo "+$c" >"$cg/cgroup.subtree_control" 2>/dev/null || true; done
 ulimit -l unlimited 2>/dev/null || true
+# The guest's /var is an overlay (over the host's podman storage, whose database names another
+# driver), on which podman's overlay driver cannot stack: the image test keeps its layers plainly
+# (vfs) in a store of the guest's own.
+store=/tmp/podnet-guest-containers
+mkdir -p "$store"
+printf '[storage]\ndriver = "vfs"\nrunroot = "%s/run"\ngraphroot = "%s/graph"\n' "$store" "$store" >"$store/storage.conf"
+export CONTAINERS_STORAGE_CONF="$store/storage.conf"
+# No systemd runs in the guest: podman manages cgroups itself and logs events to a file.
+printf '[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n' >"$store/containers.conf"
+export CONTAINERS_CONF="$store/containers.conf"
 # The guest's /etc is an overlay on 9p, where 5.10 takes ~25 s to read the ~300 files of
 # /etc/ssl/certs that the TLS stack (rustls-native-certs) loads for every kube client: point it
 # at the one bundle file instead (the same certificates).

@@ -85,6 +85,9 @@ pub struct Shared {
     pub tracked: Vec<TrackedPod>,
     /// Warnings of the last sync (pods without a cgroup yet, ...).
     pub warnings: Vec<String>,
+    /// Warnings of the start that hold as long as the agent runs (file opens not counted or
+    /// not pinned, ...).
+    pub lasting: Vec<String>,
     /// Why /readyz says no; `None` once the first complete list of pods is attached.
     pub not_ready: Option<String>,
     /// The watch delivered a complete list that the next sync has not yet followed.
@@ -118,6 +121,7 @@ impl Shared {
         if doc.file_open_probe.is_none() {
             doc.opens_unknown();
         }
+        doc.warnings.extend(self.lasting.iter().cloned());
         doc.warnings.extend(self.warnings.iter().cloned());
         doc.warnings
             .extend(sample::miss_warnings(self.tracker.capacity(), &zero, &now));
@@ -213,7 +217,8 @@ async fn run(args: AgentArgs) -> Result<()> {
         tracker,
         known: BTreeMap::new(),
         tracked: Vec::new(),
-        warnings: std::mem::take(&mut warnings),
+        warnings: Vec::new(),
+        lasting: std::mem::take(&mut warnings),
         not_ready: Some("the first list of pods has not arrived yet".into()),
         listed: false,
         since: Instant::now(),
