@@ -176,6 +176,18 @@ fn pods_from_file_failing_during_watch_keeps_the_pods() {
     assert!(warns(failed, "pods.json"), "{failed:#}");
 }
 
+/// podnet's stderr once `done` holds for it, or after 20 s (the caller asserts what it needs).
+fn stderr_until(p: &common::Podnet, done: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let err = p.stderr();
+        if done(&err) || std::time::Instant::now() > deadline {
+            return err;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The last `read N counter entries` podnet logged (RUST_LOG=debug): how many entries its
 /// counters map held at its latest read.
 fn last_map_count(stderr: &str) -> Option<usize> {
@@ -212,8 +224,10 @@ fn a_container_whose_cgroup_is_gone_leaves_the_map_and_stays_in_its_pod() {
     run_in(&pod, 0, "open --path /etc/hostname --count 3");
     let opens = |d: &Value| n(item(d, "web-0"), "/files/opens");
     read_until(&mut p, |d| opens(d) == 8);
-    // The pod and its two containers.
-    assert_eq!(last_map_count(&p.stderr()), Some(3), "{}", p.stderr());
+    // The pod and its two containers. (podnet's stderr reaches the test through a reader
+    // thread that may trail its stdout: wait for the log line, bounded.)
+    let err = stderr_until(&p, |e| last_map_count(e).is_some());
+    assert_eq!(last_map_count(&err), Some(3), "{err}");
     // The init container finished: the runtime removes its cgroup.
     let init = &pod.containers[1];
     std::fs::remove_dir(&init.dir).unwrap();
@@ -225,7 +239,11 @@ fn a_container_whose_cgroup_is_gone_leaves_the_map_and_stays_in_its_pod() {
     });
     // One more report, read after the entry was deleted.
     let after: Value = serde_json::from_str(&p.next_line(Duration::from_secs(20))).unwrap();
-    let err = p.stderr();
+    // The read behind `after` was logged before `after` was printed.
+    let err = stderr_until(&p, |e| {
+        e.contains("unregistered container shop/web-0/init (cgroup ")
+            && last_map_count(e) == Some(2)
+    });
     assert!(
         err.contains("unregistered container shop/web-0/init (cgroup "),
         "{err}"

@@ -79,6 +79,8 @@ pub struct Podnet {
     child: Child,
     lines: Receiver<String>,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    /// The thread copying stderr, joined once podnet has exited.
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 pub fn podnet_bin() -> PathBuf {
@@ -118,7 +120,7 @@ impl Podnet {
         let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let sink = stderr.clone();
         let mut err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n) = err.read(&mut buf) {
                 if n == 0 {
@@ -133,6 +135,7 @@ impl Podnet {
             child,
             lines,
             stderr,
+            stderr_reader: Some(stderr_reader),
         }
     }
 
@@ -186,6 +189,10 @@ impl Podnet {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
+        // All of stderr is in once its reader has seen the end of the pipe.
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = reader.join();
+        }
         let mut out = String::new();
         while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(2)) {
             out.push_str(&l);
