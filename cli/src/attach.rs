@@ -464,23 +464,11 @@ impl Tracker {
                 debug!("{program} stays attached (pinned)");
                 continue;
             }
-            let mut link = prog
+            let link = prog
                 .attach_kprobe()
                 .with_context(|| format!("attaching {program}"))?;
             debug!("attached {program} ({})", link.target());
-            if let Some(pin) = pin {
-                if let Err(e) = link.pin(&pin) {
-                    // Before 5.15 a perf-event attachment is no BPF link and cannot be pinned.
-                    if warnings.is_empty() {
-                        warnings.push(format!(
-                            "{UNPINNED_OPENS} ({e}): this kernel has no BPF perf links (Linux 5.15)"
-                        ));
-                    }
-                } else {
-                    continue;
-                }
-            }
-            links.push(link);
+            links.extend(pin_or_keep(link, pin, &mut warnings));
         }
         self.open_links.extend(links);
         self.variant.file_opens = Some(FileOpenProbe::Kprobe);
@@ -519,29 +507,12 @@ impl Tracker {
                     debug!("{program} stays attached to syscalls/{event} (pinned)");
                     continue;
                 }
-                let mut link = prog
+                let link = prog
                     .attach_tracepoint("syscalls", &event)
                     .with_context(|| format!("attaching {program} to syscalls/{event}"))?;
                 debug!("attached {program} to syscalls/{event}");
-                if let Some(pin) = pin {
-                    match link.pin(&pin) {
-                        Ok(()) => continue,
-                        // Before 5.15 a tracepoint attachment is no BPF link and cannot be
-                        // pinned: it lives as long as this process.
-                        Err(e) => {
-                            if !warnings
-                                .iter()
-                                .any(|w: &String| w.starts_with(UNPINNED_OPENS))
-                            {
-                                warnings.push(format!(
-                                    "{UNPINNED_OPENS} ({e}): this kernel has no BPF perf links \
-                                     (Linux 5.15)"
-                                ));
-                            }
-                        }
-                    }
-                }
-                self.open_links.push(link);
+                let kept = pin_or_keep(link, pin, &mut warnings);
+                self.open_links.extend(kept);
             }
         }
         if self.open_links.is_empty() && self.pins.is_none() {
@@ -994,6 +965,26 @@ fn perf_events_restricted(e: &anyhow::Error) -> bool {
     denied
         && perf_event_paranoid().is_some_and(|n| n > 2)
         && !crate::privileges::has_capability(crate::privileges::CAP_SYS_ADMIN)
+}
+
+/// Pins a file-open link at `pin` (the agent), or returns it for this process to hold (the
+/// one-shot CLI, or a kernel before 5.15, whose perf-event attachments are no BPF links and
+/// cannot be pinned: then they live as long as this process, and `warnings` says so once).
+fn pin_or_keep(mut link: Link, pin: Option<PathBuf>, warnings: &mut Vec<String>) -> Option<Link> {
+    let Some(pin) = pin else {
+        return Some(link);
+    };
+    match link.pin(&pin) {
+        Ok(()) => None,
+        Err(e) => {
+            if !warnings.iter().any(|w| w.starts_with(UNPINNED_OPENS)) {
+                warnings.push(format!(
+                    "{UNPINNED_OPENS} ({e}): this kernel has no BPF perf links (Linux 5.15)"
+                ));
+            }
+            Some(link)
+        }
+    }
 }
 
 /// The start of the warning for file-open attachments that cannot be pinned.
