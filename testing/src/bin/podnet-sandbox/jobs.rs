@@ -30,7 +30,9 @@ pub(crate) enum Held {
 pub(crate) fn prepare(job: &Job) -> Result<Prepared> {
     Ok(match job {
         Job::UdpRecv { bind, .. } => {
-            Prepared::Udp(UdpSocket::bind(bind).with_context(|| format!("cannot bind UDP {bind}"))?)
+            let s = UdpSocket::bind(bind).with_context(|| format!("cannot bind UDP {bind}"))?;
+            reserve_receive_buffer(&s);
+            Prepared::Udp(s)
         }
         Job::Demo(Demo {
             bind: Some(bind), ..
@@ -44,6 +46,23 @@ pub(crate) fn prepare(job: &Job) -> Result<Prepared> {
         ),
         _ => Prepared::Nothing,
     })
+}
+
+/// What `udp-recv` asks for its receive buffer: room for every datagram a test sends even if the
+/// receiver does not run until the sender is done.
+const UDP_RECV_BUFFER: usize = 8 << 20;
+
+/// Makes a `udp-recv` socket's delivery independent of scheduling. With the default buffer
+/// (`net.core.rmem_default`, about 208 KiB) a few dozen milliseconds in which the receiver is not
+/// scheduled (common on emulated CPUs with tests running in parallel) are enough to drop
+/// datagrams with `UdpRcvbufErrors`, and a test that counts exact deliveries fails for a reason
+/// that has nothing to do with what it checks. Root may exceed `net.core.rmem_max` with
+/// SO_RCVBUFFORCE; anyone else gets what SO_RCVBUF allows.
+fn reserve_receive_buffer(sock: &UdpSocket) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    if setsockopt(sock, sockopt::RcvBufForce, &UDP_RECV_BUFFER).is_err() {
+        let _ = setsockopt(sock, sockopt::RcvBuf, &UDP_RECV_BUFFER);
+    }
 }
 
 fn unspecified_like(addr: &SocketAddr) -> SocketAddr {
