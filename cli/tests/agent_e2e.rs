@@ -4,258 +4,17 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::agent::{metric, pair, Agent, PinDir};
 use common::{attached_programs, podnet_bin, Cluster, NODE};
-use podnet_testing::sandbox::{require_privileges, Layout, NetNs, Qos, SandboxPod, Veth, Workload};
+use podnet_testing::sandbox::require_privileges;
 use serde_json::Value;
 
 /// The five cgroup programs podnet attaches to each pod directory.
 const PROGRAMS: usize = 5;
-
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
-/// A pin directory of this test's own on bpffs, uninstalled (everything detached) on drop.
-struct PinDir(PathBuf);
-
-impl PinDir {
-    fn new(label: &str) -> PinDir {
-        let dir = PathBuf::from(format!(
-            "/sys/fs/bpf/podnet-test-{label}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        PinDir(dir)
-    }
-}
-
-impl Drop for PinDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A running `podnet agent` with its stderr collected.
-struct Agent {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Agent {
-    fn start(c: &Cluster, pins: &PinDir) -> Agent {
-        let port = free_port();
-        let log =
-            std::env::temp_dir().join(format!("podnet-agent-{}-{port}.log", std::process::id()));
-        let child = Command::new(podnet_bin())
-            .args(["agent", "--node", NODE, "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--kubeconfig")
-            .arg(c.kubeconfig.path())
-            .arg("--pin-dir")
-            .arg(&pins.0)
-            .env("RUST_LOG", "podnet=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("starting podnet agent");
-        Agent { child, port, log }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn get(&self, path: &str) -> (u16, String) {
-        get(self.port, path)
-    }
-
-    /// Waits (bounded) until /readyz answers 200.
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "the agent exited ({status}) before it was ready:\n{}",
-                    self.stderr()
-                );
-            }
-            if let Ok((200, _)) = try_get(self.port, "/readyz") {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the agent was not ready within 60 s:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Waits (bounded) until `check` holds for the /metrics text.
-    fn wait_metrics(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let (status, body) = self.get("/metrics");
-            assert_eq!(status, 200, "{body}");
-            if check(&body) {
-                return body;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: not seen in /metrics within 30 s:\n{body}\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Sends `sig` and waits for the exit; returns its code.
-    fn stop(mut self, sig: nix::sys::signal::Signal) -> Option<i32> {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the agent did not exit within 20 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
-
-fn try_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw)?;
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    Ok((status, body.to_string()))
-}
-
-fn get(port: u16, path: &str) -> (u16, String) {
-    try_get(port, path).unwrap_or_else(|e| panic!("GET {path} on 127.0.0.1:{port}: {e}"))
-}
-
-/// The value of `metric` for the pod `ns/pod` in a /metrics text.
-fn metric(text: &str, metric: &str, ns: &str, pod: &str) -> Option<u64> {
-    let prefix = format!("{metric}{{namespace=\"{ns}\",pod=\"{pod}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map(|v| v.trim().parse().unwrap())
-}
-
-fn args(s: &str) -> Vec<String> {
-    s.split_whitespace().map(String::from).collect()
-}
-
-/// Sends `count` datagrams of `size` bytes from `from` (in `ns_from`) to `to_addr` in `ns_to`,
-/// received by a process of `to`; both workloads report what they did.
-fn udp(
-    from: (&SandboxPod, &NetNs),
-    to: (&SandboxPod, &NetNs),
-    to_addr: &str,
-    count: u64,
-    size: u64,
-) {
-    let mut recv = Workload::spawn_in(
-        &args(&format!(
-            "udp-recv --bind {to_addr} --count {count} --timeout-ms 10000"
-        )),
-        Some(to.1),
-        &to.0.containers[0],
-    )
-    .unwrap();
-    recv.wait_ready().unwrap();
-    let mut send = Workload::spawn_in(
-        &args(&format!(
-            "udp-send --to {to_addr} --count {count} --size {size}"
-        )),
-        Some(from.1),
-        &from.0.containers[0],
-    )
-    .unwrap();
-    send.wait_ready().unwrap();
-    recv.go().unwrap();
-    send.go().unwrap();
-    assert_eq!(send.result().unwrap()["sent"], count);
-    assert_eq!(recv.result().unwrap()["received"], count);
-}
-
-/// Two pods on two namespaces joined by a veth pair.
-struct Pair {
-    a: SandboxPod,
-    b: SandboxPod,
-    na: NetNs,
-    nb: NetNs,
-    _veth: Veth,
-    addr_b: String,
-}
-
-fn pair(c: &mut Cluster, label: &str) -> Pair {
-    let a = c.pod(
-        "shop",
-        &format!("{label}-a"),
-        Layout::SystemdContainerd,
-        Qos::Burstable,
-        &["app"],
-    );
-    let b = c.pod(
-        "shop",
-        &format!("{label}-b"),
-        Layout::Cgroupfs,
-        Qos::BestEffort,
-        &["app"],
-    );
-    let (na, nb) = (
-        NetNs::new(&format!("{label}-a")).unwrap(),
-        NetNs::new(&format!("{label}-b")).unwrap(),
-    );
-    let veth = Veth::between(&na, &nb).unwrap();
-    let addr_b = veth.addr_b().to_string();
-    Pair {
-        a,
-        b,
-        na,
-        nb,
-        _veth: veth,
-        addr_b,
-    }
-}
 
 fn pinned_files(dir: &Path) -> usize {
     fn walk(d: &Path, n: &mut usize) {
@@ -288,13 +47,7 @@ fn metrics_count_udp_exactly_and_uninstall_leaves_nothing() {
     assert_eq!(attached_programs(&p.b.dir), PROGRAMS);
 
     let (n, size) = (41u64, 700u64);
-    udp(
-        (&p.a, &p.na),
-        (&p.b, &p.nb),
-        &format!("{}:9300", p.addr_b),
-        n,
-        size,
-    );
+    p.udp(9300, n, size);
     let text = agent.wait_metrics("a's datagrams", |t| {
         metric(
             t,
@@ -406,13 +159,7 @@ fn a_restarted_agent_adopts_its_pins_and_counts_what_came_while_it_was_down() {
     let mut agent = Agent::start(&c, &pins);
     agent.wait_ready();
     let (n1, n2, size) = (13u64, 29u64, 400u64);
-    udp(
-        (&p.a, &p.na),
-        (&p.b, &p.nb),
-        &format!("{}:9301", p.addr_b),
-        n1,
-        size,
-    );
+    p.udp(9301, n1, size);
     agent.wait_metrics("the first datagrams", |t| {
         metric(
             t,
@@ -425,13 +172,7 @@ fn a_restarted_agent_adopts_its_pins_and_counts_what_came_while_it_was_down() {
     // kill -9: the pinned programs stay attached and keep counting while no agent runs.
     agent.stop(nix::sys::signal::Signal::SIGKILL);
     assert_eq!(attached_programs(&p.a.dir), PROGRAMS);
-    udp(
-        (&p.a, &p.na),
-        (&p.b, &p.nb),
-        &format!("{}:9302", p.addr_b),
-        n2,
-        size,
-    );
+    p.udp(9302, n2, size);
 
     // A new agent adopts the pins: no second program on any hook, and the counters go on.
     let mut again = Agent::start(&c, &pins);
@@ -480,13 +221,7 @@ fn pods_come_and_go_through_the_watch() {
     let (n, size) = (17u64, 100u64);
     agent.wait_metrics("the added pods", |t| t.contains("podnet_tracked_pods 2\n"));
     assert_eq!(attached_programs(&p.a.dir), PROGRAMS);
-    udp(
-        (&p.a, &p.na),
-        (&p.b, &p.nb),
-        &format!("{}:9303", p.addr_b),
-        n,
-        size,
-    );
+    p.udp(9303, n, size);
     agent.wait_metrics("the added pod's datagrams", |t| {
         metric(
             t,
@@ -555,13 +290,7 @@ fn stats_reads_the_agents_maps_and_leaves_its_programs_alone() {
     agent.wait_ready();
     // Traffic before the window: in the agent's counters, not in the one-shot's window.
     let (before, n, size) = (5u64, 23u64, 250u64);
-    udp(
-        (&p.a, &p.na),
-        (&p.b, &p.nb),
-        &format!("{}:9304", p.addr_b),
-        before,
-        size,
-    );
+    p.udp(9304, before, size);
 
     let pin_dir = pins.0.to_string_lossy().to_string();
     let stats = c.podnet(&["-o", "json", "--interval", "3s", "--pin-dir", &pin_dir]);
@@ -570,13 +299,7 @@ fn stats_reads_the_agents_maps_and_leaves_its_programs_alone() {
         assert!(Instant::now() < deadline, "no window:\n{}", stats.stderr());
         std::thread::sleep(Duration::from_millis(20));
     }
-    udp(
-        (&p.a, &p.na),
-        (&p.b, &p.nb),
-        &format!("{}:9305", p.addr_b),
-        n,
-        size,
-    );
+    p.udp(9305, n, size);
     let doc = stats.json();
     let item = common::item(&doc, "asts-a");
     assert_eq!(common::n(item, "/network/txPackets"), n, "{item:#}");

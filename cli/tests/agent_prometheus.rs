@@ -7,42 +7,15 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{podnet_bin, Cluster, NODE};
-use podnet_testing::sandbox::{require_privileges, skip, Layout, NetNs, Qos, Veth, Workload};
+use common::agent::{free_port, pair, try_get_accepting, Agent, PinDir};
+use common::{Cluster, NODE};
+use podnet_testing::sandbox::{require_privileges, skip};
 use serde_json::Value;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// GET over HTTP/1.0 (no chunked answers); the status and the body.
-fn try_get(port: u16, path: &str, accept: Option<&str>) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let accept = accept
-        .map(|a| format!("Accept: {a}\r\n"))
-        .unwrap_or_default();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{accept}\r\n")?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw)?;
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    Ok((status, body.to_string()))
-}
 
 fn urlencode(s: &str) -> String {
     s.bytes()
@@ -109,26 +82,6 @@ fn spawn(what: &'static str, cmd: &mut Command) -> Proc {
     }
 }
 
-/// A pin directory of this test's own, uninstalled on drop.
-struct PinDir(PathBuf);
-
-impl Drop for PinDir {
-    fn drop(&mut self) {
-        let ok = Command::new(podnet_bin())
-            .args(["agent", "--uninstall", "--pin-dir"])
-            .arg(&self.0)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-fn args(s: &str) -> Vec<String> {
-    s.split_whitespace().map(String::from).collect()
-}
-
 /// Waits (bounded) for `f` to return `Some`.
 fn wait_for<T>(
     secs: u64,
@@ -152,8 +105,9 @@ fn wait_for<T>(
 
 /// The value of an instant query that returns one sample.
 fn query(port: u16, q: &str) -> Result<Option<String>, String> {
-    let (status, body) = try_get(port, &format!("/api/v1/query?query={}", urlencode(q)), None)
-        .map_err(|e| e.to_string())?;
+    let (status, body) =
+        try_get_accepting(port, &format!("/api/v1/query?query={}", urlencode(q)), None)
+            .map_err(|e| e.to_string())?;
     let v: Value = serde_json::from_str(&body).map_err(|e| format!("{status} {e}: {body}"))?;
     if v["status"] != "success" {
         return Err(format!("{q}: {body}"));
@@ -179,83 +133,19 @@ fn promtool_accepts_the_scrape_and_prometheus_counts_the_datagrams_exactly() {
 
     // Two sandbox pods, the agent following them.
     let mut c = Cluster::new("agent-prom");
-    let a = c.pod(
-        "shop",
-        "prom-a",
-        Layout::SystemdContainerd,
-        Qos::Burstable,
-        &["app"],
-    );
-    let b = c.pod(
-        "shop",
-        "prom-b",
-        Layout::Cgroupfs,
-        Qos::BestEffort,
-        &["app"],
-    );
-    let (na, nb) = (NetNs::new("prom-a").unwrap(), NetNs::new("prom-b").unwrap());
-    let veth = Veth::between(&na, &nb).unwrap();
-    let pins = PinDir(PathBuf::from(format!(
-        "/sys/fs/bpf/podnet-test-prom-{}",
-        std::process::id()
-    )));
-    let agent_port = free_port();
-    let agent = spawn(
-        "agent",
-        Command::new(podnet_bin())
-            .args(["agent", "--node", NODE, "--listen"])
-            .arg(format!("127.0.0.1:{agent_port}"))
-            .arg("--kubeconfig")
-            .arg(c.kubeconfig.path())
-            .arg("--pin-dir")
-            .arg(&pins.0)
-            .env("RUST_LOG", "podnet=debug"),
-    );
-    wait_for(
-        60,
-        "the agent ready",
-        || {
-            agent.check_alive();
-            matches!(try_get(agent_port, "/readyz", None), Ok((200, _))).then_some(())
-        },
-        || agent.log(),
-    );
+    let p = pair(&mut c, "prom");
+    let pins = PinDir::new("prom");
+    let mut agent = Agent::start(&c, &pins);
+    agent.wait_ready();
+    let agent_port = agent.port;
 
     // Exactly n datagrams of `size` bytes from a to b.
     let (n, size) = (57u64, 321u64);
-    let to = format!("{}:9420", veth.addr_b());
-    let mut recv = Workload::spawn_in(
-        &args(&format!(
-            "udp-recv --bind {to} --count {n} --timeout-ms 10000"
-        )),
-        Some(&nb),
-        &b.containers[0],
-    )
-    .unwrap();
-    recv.wait_ready().unwrap();
-    let mut send = Workload::spawn_in(
-        &args(&format!("udp-send --to {to} --count {n} --size {size}")),
-        Some(&na),
-        &a.containers[0],
-    )
-    .unwrap();
-    send.wait_ready().unwrap();
-    recv.go().unwrap();
-    send.go().unwrap();
-    assert_eq!(send.result().unwrap()["sent"], n);
-    assert_eq!(recv.result().unwrap()["received"], n);
+    p.udp(9420, n, size);
     let want_tx = format!(
         "podnet_pod_network_transmit_packets_total{{namespace=\"shop\",pod=\"prom-a\"}} {n}\n"
     );
-    let text = wait_for(
-        30,
-        "the datagrams in /metrics",
-        || {
-            let (_, t) = try_get(agent_port, "/metrics", None).ok()?;
-            t.contains(&want_tx).then_some(t)
-        },
-        || agent.log(),
-    );
+    let text = agent.wait_metrics("the datagrams in /metrics", |t| t.contains(&want_tx));
 
     // promtool lints the text format (it has no OpenMetrics parser: `# EOF` is an error to it;
     // the OpenMetrics answer is parsed by the Prometheus below, which asks for it).
@@ -283,7 +173,7 @@ fn promtool_accepts_the_scrape_and_prometheus_counts_the_datagrams_exactly() {
         "promtool check metrics: {}\n{said}\n---\n{text}",
         out.status
     );
-    let (_, om) = try_get(
+    let (_, om) = try_get_accepting(
         agent_port,
         "/metrics",
         Some("application/openmetrics-text; version=1.0.0"),

@@ -12,21 +12,17 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::agent::{free_port, metric, pair, try_get, unique, Agent, Pair, PinDir};
 use common::{podnet_bin, Cluster, NODE};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Container, Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use podnet_testing::sandbox::{
-    require_privileges, skip, Layout, NetNs, Qos, SandboxPod, Veth, Workload,
-};
+use podnet_testing::sandbox::{require_privileges, skip, Layout, Qos};
 use serde_json::Value;
 
 /// The capabilities the DaemonSet adds (after dropping ALL), and why each:
@@ -502,38 +498,6 @@ fn dashboard_queries_only_metrics_the_agent_exports() {
 
 // ---- running podnet as the DaemonSet would ----
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
-/// A pin directory of this test's own on bpffs, uninstalled with `podnet agent --uninstall` on
-/// drop (everything the agent pinned there detaches).
-struct PinDir(PathBuf);
-
-impl PinDir {
-    fn new(label: &str) -> PinDir {
-        PinDir(PathBuf::from(format!(
-            "/sys/fs/bpf/podnet-test-deploy-{label}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        )))
-    }
-}
-
-impl Drop for PinDir {
-    fn drop(&mut self) {
-        let out = Command::new(podnet_bin())
-            .args(["agent", "--uninstall", "--pin-dir"])
-            .arg(&self.0)
-            .output();
-        if !out.as_ref().is_ok_and(|o| o.status.success()) {
-            eprintln!(
-                "podnet agent --uninstall --pin-dir {}: {out:?}",
-                self.0.display()
-            );
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
 /// The manifest's container args with --listen, --pin-dir, --node and --kubeconfig pointing at
 /// this test's own.
 fn agent_args(port: u16, pins: &Path, kubeconfig: &Path) -> Vec<String> {
@@ -550,186 +514,20 @@ fn agent_args(port: u16, pins: &Path, kubeconfig: &Path) -> Vec<String> {
     args
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn try_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw)?;
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    Ok((status, body.to_string()))
-}
-
-/// The value of `metric` for the pod `ns/pod` in a /metrics text.
-fn metric(text: &str, metric: &str, ns: &str, pod: &str) -> Option<u64> {
-    let prefix = format!("{metric}{{namespace=\"{ns}\",pod=\"{pod}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map(|v| v.trim().parse().unwrap())
-}
-
-/// A running agent (a process, or a podman container) with a log to show when it fails.
-struct Running {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    /// The podman container to remove on drop.
-    container: Option<String>,
-}
-
-impl Running {
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "the agent exited ({status}) before it was ready:\n{}",
-                    self.stderr()
-                );
-            }
-            if let Ok((200, _)) = try_get(self.port, podnet::agent::http::READYZ) {
-                let (status, _) = try_get(self.port, podnet::agent::http::HEALTHZ).unwrap();
-                assert_eq!(status, 200);
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not ready within 90 s:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn wait_metrics(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let (status, body) = try_get(self.port, podnet::agent::http::METRICS).unwrap();
-            assert_eq!(status, 200, "{body}");
-            if check(&body) {
-                return body;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: not seen in /metrics within 30 s:\n{body}\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(name) = &self.container {
-            let _ = Command::new("podman")
-                .args(["rm", "-f", "-t", "2", name])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
-
-fn args(s: &str) -> Vec<String> {
-    s.split_whitespace().map(String::from).collect()
-}
-
-/// Two sandbox pods in two network namespaces joined by a veth pair.
-struct Pair {
-    a: SandboxPod,
-    b: SandboxPod,
-    na: NetNs,
-    nb: NetNs,
-    _veth: Veth,
-    addr_b: String,
-}
-
-fn pair(c: &mut Cluster, label: &str) -> Pair {
-    let a = c.pod(
-        "shop",
-        &format!("{label}-a"),
-        Layout::SystemdContainerd,
-        Qos::Burstable,
-        &["app"],
-    );
-    let b = c.pod(
-        "shop",
-        &format!("{label}-b"),
-        Layout::Cgroupfs,
-        Qos::BestEffort,
-        &["app"],
-    );
-    let na = NetNs::new(&format!("{label}-a")).unwrap();
-    let nb = NetNs::new(&format!("{label}-b")).unwrap();
-    let veth = Veth::between(&na, &nb).unwrap();
-    let addr_b = veth.addr_b().to_string();
-    Pair {
-        a,
-        b,
-        na,
-        nb,
-        _veth: veth,
-        addr_b,
-    }
-}
-
-/// Sends `count` datagrams of `size` bytes from pod a to pod b; both workloads report what they
-/// did. The receiver holds its socket afterwards, so that the open-socket gauge has one to see.
-fn udp(p: &Pair, port: u16, count: u64, size: u64) -> Workload {
-    let to = format!("{}:{port}", p.addr_b);
-    let mut recv = Workload::spawn_in(
-        &args(&format!(
-            "--hold udp-recv --bind {to} --count {count} --timeout-ms 10000"
-        )),
-        Some(&p.nb),
-        &p.b.containers[0],
-    )
-    .unwrap();
-    recv.wait_ready().unwrap();
-    let mut send = Workload::spawn_in(
-        &args(&format!("udp-send --to {to} --count {count} --size {size}")),
-        Some(&p.na),
-        &p.a.containers[0],
-    )
-    .unwrap();
-    send.wait_ready().unwrap();
-    recv.go().unwrap();
-    send.go().unwrap();
-    assert_eq!(send.result().unwrap()["sent"], count);
-    assert_eq!(recv.result().unwrap()["received"], count);
-    recv
+/// Waits (bounded) until the agent is ready, and checks that it says it is alive too (the
+/// DaemonSet's two probes).
+fn wait_ready_and_live(agent: &mut Agent) {
+    agent.wait_ready();
+    let (status, _) = try_get(agent.port, podnet::agent::http::HEALTHZ).unwrap();
+    assert_eq!(status, 200);
 }
 
 /// Sends datagrams between the pair and checks /metrics counts them exactly, and that the
 /// capabilities were enough for the open-socket gauge too.
-fn counts_exactly(agent: &Running, p: &Pair, label: &str, port: u16) {
+fn counts_exactly(agent: &Agent, p: &Pair, label: &str, port: u16) {
     let (n, size) = (23u64, 555u64);
     let (a, b) = (format!("{label}-a"), format!("{label}-b"));
-    let _held = udp(p, port, n, size);
+    let _held = p.udp_holding(port, n, size);
     let text = agent.wait_metrics("the datagrams", |t| {
         metric(t, "podnet_pod_network_receive_packets_total", "shop", &b) == Some(n)
     });
@@ -811,34 +609,23 @@ fn agent_with_exactly_the_manifests_capabilities_counts_exactly() {
     let mut c = Cluster::new("deploy-caps");
     let p = pair(&mut c, "dcap");
     let kc = kubeconfig_copy(&c);
-    let pins = PinDir::new("caps");
+    let pins = PinDir::new("deploy-caps");
     let port = free_port();
-    let log = std::env::temp_dir().join(format!(
-        "podnet-deploy-caps-{}-{port}.log",
-        std::process::id()
-    ));
     let caps = cap_list("");
-    let child = Command::new("setpriv")
-        .args(["--reuid=0", "--regid=0", "--clear-groups", "--no-new-privs"])
-        .arg(format!("--inh-caps={caps}"))
-        .arg(format!("--ambient-caps={caps}"))
-        .arg(format!("--bounding-set={caps}"))
-        .arg("--")
-        .arg(podnet_bin())
-        .args(agent_args(port, &pins.0, &kc.path().join("kubeconfig")))
-        .env("RUST_LOG", "podnet=debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("setpriv (util-linux)");
-    let mut agent = Running {
-        child,
+    let mut agent = Agent::spawn(
+        Command::new("setpriv")
+            .args(["--reuid=0", "--regid=0", "--clear-groups", "--no-new-privs"])
+            .arg(format!("--inh-caps={caps}"))
+            .arg(format!("--ambient-caps={caps}"))
+            .arg(format!("--bounding-set={caps}"))
+            .arg("--")
+            .arg(podnet_bin())
+            .args(agent_args(port, &pins.0, &kc.path().join("kubeconfig")))
+            .env("RUST_LOG", "podnet=debug"),
         port,
-        log,
-        container: None,
-    };
-    agent.wait_ready();
+        None,
+    );
+    wait_ready_and_live(&mut agent);
     // What the agent actually held.
     let status = std::fs::read_to_string(format!("/proc/{}/status", agent.child.id())).unwrap();
     let eff = status
@@ -904,11 +691,7 @@ fn image_runs_with_the_manifests_capabilities_and_counts_exactly() {
         );
         return;
     }
-    let id = format!(
-        "{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
+    let id = unique("image");
     let image = Image(format!("localhost/podnet-test:{id}"));
     let out = Command::new(k8s_dir().join("build-image.sh"))
         .env("IMAGE", &image.0)
@@ -930,17 +713,17 @@ fn image_runs_with_the_manifests_capabilities_and_counts_exactly() {
     let mut c = Cluster::new("deploy-image");
     let p = pair(&mut c, "dimg");
     let kc = kubeconfig_copy(&c);
-    let pins = PinDir::new("image");
+    let pins = PinDir::new("deploy-image");
     let port = free_port();
     let name = format!("podnet-test-{id}");
-    let log = std::env::temp_dir().join(format!("podnet-deploy-image-{id}.log"));
     let caps: Vec<String> = CAPABILITIES
         .iter()
         .map(|c| c.to_ascii_lowercase())
         .collect();
     let nofile = ulimit(nix::sys::resource::Resource::RLIMIT_NOFILE, 65536);
     let nproc = ulimit(nix::sys::resource::Resource::RLIMIT_NPROC, 16384);
-    let child = Command::new("podman")
+    let mut podman = Command::new("podman");
+    podman
         .args(["run", "--rm", "--name", &name])
         // Debian's crun refuses this hybrid cgroup host; runc runs it.
         .args(["--runtime", "runc"])
@@ -970,19 +753,9 @@ fn image_runs_with_the_manifests_capabilities_and_counts_exactly() {
             "RUST_LOG=podnet=debug",
         ])
         .arg(&image.0)
-        .args(agent_args(port, &pins.0, Path::new("/kube/kubeconfig")))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut agent = Running {
-        child,
-        port,
-        log,
-        container: Some(name),
-    };
-    agent.wait_ready();
+        .args(agent_args(port, &pins.0, Path::new("/kube/kubeconfig")));
+    let mut agent = Agent::spawn(&mut podman, port, Some(name));
+    wait_ready_and_live(&mut agent);
     counts_exactly(&agent, &p, "dimg", 9411);
     drop(agent);
 }
@@ -1025,29 +798,21 @@ fn measure_agent_footprint() {
         held.push(c.pod("load", &format!("m{i}"), layout, Qos::Burstable, &["app"]));
     }
     let kc = kubeconfig_copy(&c);
-    let pins = PinDir::new("measure");
+    let pins = PinDir::new("deploy-measure");
     let port = free_port();
-    let log = std::env::temp_dir().join(format!("podnet-measure-{}.log", std::process::id()));
     // PODNET=target/release/podnet measures the build the image ships.
     let bin = std::env::var_os("PODNET")
         .map(PathBuf::from)
         .unwrap_or_else(podnet_bin);
-    let child = Command::new(bin)
-        .args(agent_args(port, &pins.0, &kc.path().join("kubeconfig")))
-        .env("RUST_LOG", "podnet=info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut agent = Running {
-        child,
-        port,
-        log,
-        container: None,
-    };
     let started = Instant::now();
-    agent.wait_ready();
+    let mut agent = Agent::spawn(
+        Command::new(bin)
+            .args(agent_args(port, &pins.0, &kc.path().join("kubeconfig")))
+            .env("RUST_LOG", "podnet=info"),
+        port,
+        None,
+    );
+    wait_ready_and_live(&mut agent);
     let ready_after = started.elapsed();
     agent.wait_metrics("every pod", |t| {
         t.contains(&format!("podnet_tracked_pods {pods}\n"))

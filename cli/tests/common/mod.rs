@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the fixture
 
+pub mod agent;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
