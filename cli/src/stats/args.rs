@@ -153,6 +153,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
     Ok(Duration::from_secs_f64(secs))
 }
+
 /// The sort when `--sort` is not given: the busiest network first in a table, the current
 /// rate on a watch screen, namespace/pod for JSON (stable from one document to the next).
 pub(super) fn effective_sort(args: &StatsArgs) -> SortKey {

@@ -259,6 +259,7 @@ pub async fn run(args: StatsArgs) -> Result<Outcome> {
         }
     }
 }
+
 /// Raises the soft limit on open files to the hard limit: every pod holds five BPF link fds
 /// (and the sampling opens /proc files), so the usual soft limit of 1024 caps podnet near 200
 /// pods. Returns a warning when the limit cannot be raised.
@@ -286,6 +287,7 @@ pub fn raise_fd_limit() -> Option<String> {
         )),
     }
 }
+
 /// SIGINT and SIGTERM, listened to for the whole run: once podnet handles them they no longer
 /// kill it, so a listener must exist at every moment, including while a report is rendered.
 struct Stop {
@@ -342,6 +344,7 @@ mod tests {
         assert_eq!(Outcome::Interrupted.exit_code(), 130);
         assert_eq!(Outcome::Terminated.exit_code(), 143);
     }
+
     #[test]
     fn the_open_files_limit_is_raised_to_the_hard_limit() {
         use nix::sys::resource::{getrlimit, setrlimit, Resource};

@@ -283,6 +283,7 @@ mod tests {
             assert!(!e.is_permanent(), "{e}");
         }
     }
+
     #[test]
     fn empty_lists_say_why_like_kubectl() {
         let mut opts = DiscoverOptions {

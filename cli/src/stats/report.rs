@@ -128,6 +128,7 @@ fn write_report(out: &mut impl Write, text: &str) -> Result<Printed> {
         Err(e) => Err(e).context("writing the report to standard output"),
     }
 }
+
 /// Formats a time as RFC 3339 UTC with millisecond precision (`2026-11-21T10:00:00.123Z`).
 pub fn rfc3339(t: SystemTime) -> String {
     let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
@@ -178,6 +179,7 @@ mod tests {
         let e = write_report(&mut Failing(std::io::ErrorKind::StorageFull), "x\n").unwrap_err();
         assert!(format!("{e:#}").contains("standard output"), "{e:#}");
     }
+
     #[test]
     fn timestamps() {
         let at = |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
