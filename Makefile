@@ -1,7 +1,7 @@
 # podnet — build, test and demo. Run the privileged targets as root (sudo make test, sudo make demo).
 
 CARGO    ?= cargo
-DEB_PKGS := clang llvm libbpf-dev linux-libc-dev iproute2 procps jq strace util-linux time podman runc prometheus
+DEB_PKGS := clang llvm libbpf-dev linux-libc-dev iproute2 iptables procps jq strace util-linux time podman runc prometheus
 FUZZ_SECONDS ?= 60
 # cargo may live in the invoking user's home when run under sudo.
 export PATH := $(PATH):$(HOME)/.cargo/bin:/root/.cargo/bin

@@ -290,6 +290,131 @@ fn tcp_exchange_is_counted_exactly(env: &[(&str, &str)]) {
     );
 }
 
+/// Retransmissions counted per pod equal the kernel's own `TcpRetransSegs` of each side, with real
+/// loss: each namespace drops every 25th TCP segment it receives (after the handshake), so both
+/// senders retransmit. What was dropped on input never reached the receiving pod's socket, so a
+/// pod's rx is its peer's tx less exactly what the loss rule dropped.
+#[test]
+fn tcp_retransmissions_under_loss_match_the_kernel() {
+    if !require_privileges("tcp_retransmissions_under_loss_match_the_kernel") {
+        return;
+    }
+    const LOSS_EVERY: u32 = 25;
+    // The exchange must settle (every loss repaired) inside the window, so podnet samples after
+    // the last retransmission; 8 s leaves room for a slow emulated guest.
+    const LOSSY_WINDOW: Duration = Duration::from_secs(8);
+    let mut c = Cluster::new("loss");
+    let a = c.pod(
+        "shop",
+        "lossy-client",
+        Layout::SystemdContainerd,
+        Qos::Burstable,
+        &["app"],
+    );
+    let b = c.pod(
+        "shop",
+        "lossy-server",
+        Layout::Cgroupfs,
+        Qos::BestEffort,
+        &["app"],
+    );
+    let (na, nb) = (NetNs::new("loss-a").unwrap(), NetNs::new("loss-b").unwrap());
+    let veth = Veth::between(&na, &nb).unwrap();
+    na.lose_tcp_segments(LOSS_EVERY).unwrap();
+    nb.lose_tcp_segments(LOSS_EVERY).unwrap();
+    let ip_b = veth.addr_b();
+    let (snmp_a0, snmp_b0) = (na.snmp().unwrap(), nb.snmp().unwrap());
+
+    let window = format!("{}s", LOSSY_WINDOW.as_secs());
+    let mut p = c.podnet(&["-o", "json", "--interval", &window]);
+    p.wait_attached(&[&a.dir, &b.dir]);
+    let attached = std::time::Instant::now();
+
+    let (up, down) = (600_000u64, 200_000u64);
+    let mut server = spawn(
+        &args(&format!(
+            "tcp-server --bind {ip_b}:9200 --reply {down} --expect {up}"
+        )),
+        Some(&nb),
+        &b,
+        0,
+    );
+    server.go().unwrap();
+    let mut client = spawn(
+        &args(&format!(
+            "tcp-client --to {ip_b}:9200 --bytes {up} --expect {down}"
+        )),
+        Some(&na),
+        &a,
+        0,
+    );
+    assert_eq!(run(&mut client)["received"], down);
+    assert_eq!(server.result().unwrap()["received"], up);
+    // Lost ACKs can still make a sender repeat its tail after both applications have their data.
+    let deadline = attached + LOSSY_WINDOW - Duration::from_secs(1);
+    while !(na.tcp_settled().unwrap() && nb.tcp_settled().unwrap()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lossy exchange did not settle a second before podnet's {window} window ended"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let doc = p.json();
+    let (snmp_a1, snmp_b1) = (na.snmp().unwrap(), nb.snmp().unwrap());
+    let (lost_in_a, lost_in_b) = (na.tcp_dropped().unwrap(), nb.tcp_dropped().unwrap());
+    client.release().unwrap();
+    server.release().unwrap();
+
+    let (ia, ib) = (item(&doc, "lossy-client"), item(&doc, "lossy-server"));
+    let delta = |m1: &std::collections::HashMap<String, u64>,
+                 m0: &std::collections::HashMap<String, u64>,
+                 k: &str| m1[k] - m0[k];
+    let retrans_a = delta(&snmp_a1, &snmp_a0, "TcpRetransSegs");
+    let retrans_b = delta(&snmp_b1, &snmp_b0, "TcpRetransSegs");
+    eprintln!(
+        "retransmitted: client {retrans_a}, server {retrans_b}; dropped (packets, bytes): \
+         into client {lost_in_a:?}, into server {lost_in_b:?}"
+    );
+    assert_eq!(n(ia, "/sockets/tcpRetransmits"), retrans_a);
+    assert_eq!(n(ib, "/sockets/tcpRetransmits"), retrans_b);
+    assert_eq!(
+        n(&ia["containers"][0], "/sockets/tcpRetransmits"),
+        retrans_a
+    );
+    // The loss was real on both paths: the upload and the download each lost segments.
+    assert!(retrans_a > 0, "the client retransmitted nothing");
+    assert!(retrans_b > 0, "the server retransmitted nothing");
+    assert!(
+        lost_in_a.0 > 0 && lost_in_b.0 > 0,
+        "{lost_in_a:?} {lost_in_b:?}"
+    );
+    // Segments on the wire, retransmissions included, as each side's kernel counts them.
+    for (i, m1, m0) in [(ia, &snmp_a1, &snmp_a0), (ib, &snmp_b1, &snmp_b0)] {
+        assert_eq!(
+            n(i, "/network/txPackets"),
+            delta(m1, m0, "TcpOutSegs") + delta(m1, m0, "TcpRetransSegs")
+        );
+    }
+    // What each side received is what its peer sent less what its own loss rule dropped
+    // (veth segments here are one per skb: `gso_max_segs` 1).
+    assert_eq!(
+        n(ib, "/network/rxPackets"),
+        n(ia, "/network/txPackets") - lost_in_b.0
+    );
+    assert_eq!(
+        n(ib, "/network/rxBytes"),
+        n(ia, "/network/txBytes") - lost_in_b.1
+    );
+    assert_eq!(
+        n(ia, "/network/rxPackets"),
+        n(ib, "/network/txPackets") - lost_in_a.0
+    );
+    assert_eq!(
+        n(ia, "/network/rxBytes"),
+        n(ib, "/network/txBytes") - lost_in_a.1
+    );
+}
+
 #[test]
 fn host_network_pod_gets_its_own_traffic() {
     if !require_privileges("host_network_pod_gets_its_own_traffic") {

@@ -36,13 +36,19 @@ static SWEEP_STALE: Once = Once::new();
 
 /// Runs `ip <args>` with a time bound and returns its stdout; the error carries stderr.
 fn ip(args: &[&str]) -> Result<String> {
-    let mut child = Command::new("ip")
+    bounded("ip", args, "install iproute2")
+}
+
+/// Runs `program <args>` with a time bound ([`IP_TIMEOUT`]) and returns its stdout; the error
+/// carries stderr, or `install` when the program is missing.
+fn bounded(program: &str, args: &[&str], install: &str) -> Result<String> {
+    let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .context("cannot run `ip`: install iproute2")?;
+        .with_context(|| format!("cannot run `{program}`: {install}"))?;
     let deadline = Instant::now() + IP_TIMEOUT;
     let status = loop {
         if let Some(status) = child.try_wait().context("waiting for `ip`")? {
@@ -52,7 +58,7 @@ fn ip(args: &[&str]) -> Result<String> {
             let _ = child.kill();
             let _ = child.wait();
             bail!(
-                "`ip {}` did not finish within {IP_TIMEOUT:?}",
+                "`{program} {}` did not finish within {IP_TIMEOUT:?}",
                 args.join(" ")
             );
         }
@@ -67,7 +73,11 @@ fn ip(args: &[&str]) -> Result<String> {
         let _ = s.read_to_string(&mut err);
     }
     if !status.success() {
-        bail!("`ip {}` failed ({status}): {}", args.join(" "), err.trim());
+        bail!(
+            "`{program} {}` failed ({status}): {}",
+            args.join(" "),
+            err.trim()
+        );
     }
     Ok(out)
 }
@@ -191,6 +201,75 @@ impl NetNs {
             .join()
             .map_err(|_| anyhow!("thread inside netns {} panicked", self.name))?
         })
+    }
+
+    /// Makes the namespace lose TCP segments on input: of the segments without SYN that arrive
+    /// (so handshakes are never delayed by a 1 s SYN timeout), every `every`-th is dropped,
+    /// deterministically (an iptables `statistic --mode nth` rule in this namespace's INPUT chain;
+    /// it goes with the namespace). The sender's TCP stack retransmits what was lost, so tests can
+    /// count real retransmissions where a clean veth has none. Dropped on input means before the
+    /// receiving socket's cgroup sees it, and [`NetNs::tcp_dropped`] says how much that was.
+    pub fn lose_tcp_segments(&self, every: u32) -> Result<()> {
+        let every = every.to_string();
+        self.iptables(&[
+            "-A",
+            "INPUT",
+            "-p",
+            "tcp",
+            "--tcp-flags",
+            "SYN",
+            "NONE",
+            "-m",
+            "statistic",
+            "--mode",
+            "nth",
+            "--every",
+            &every,
+            "--packet",
+            "0",
+            "-j",
+            "DROP",
+        ])
+        .map(drop)
+    }
+
+    /// Packets and bytes (IP length, as `skb->len` at the IP layer) that the rules of
+    /// [`NetNs::lose_tcp_segments`] dropped so far.
+    pub fn tcp_dropped(&self) -> Result<(u64, u64)> {
+        let list = self.iptables(&["-L", "INPUT", "-n", "-v", "-x"])?;
+        let mut total = (0, 0);
+        for line in list.lines().filter(|l| l.contains("DROP")) {
+            let mut f = line.split_whitespace();
+            let (Some(pkts), Some(bytes)) = (f.next(), f.next()) else {
+                bail!("unexpected iptables line {line:?}");
+            };
+            total.0 += pkts.parse::<u64>().context("iptables packet count")?;
+            total.1 += bytes.parse::<u64>().context("iptables byte count")?;
+        }
+        Ok(total)
+    }
+
+    /// Whether TCP in this namespace has gone quiet: no socket holds unacknowledged data or runs
+    /// a retransmission, loss-probe or window-probe timer (`ss -tino`). Once both ends of a
+    /// connection are settled nothing more is sent on it until the applications act, so counters
+    /// read afterwards are final.
+    pub fn tcp_settled(&self) -> Result<bool> {
+        let ss = bounded(
+            "ip",
+            &[
+                "netns", "exec", &self.name, "ss", "-t", "-i", "-n", "-o", "-H",
+            ],
+            "install iproute2",
+        )?;
+        Ok(!["unacked:", "timer:(on", "timer:(persist"]
+            .iter()
+            .any(|busy| ss.contains(busy)))
+    }
+
+    fn iptables(&self, args: &[&str]) -> Result<String> {
+        let mut all = vec!["netns", "exec", &self.name, "iptables", "-w", "5"];
+        all.extend_from_slice(args);
+        bounded("ip", &all, "install iproute2 and iptables")
     }
 
     /// The namespace's `/proc/net/snmp` counters, see [`netns_snmp`].
