@@ -4,25 +4,33 @@
 //! has no kprobes, to the open-family syscall tracepoints.
 //!
 //! Every attachment is a link owned by the [`Tracker`]; nothing is pinned, so the kernel detaches
-//! everything when podnet exits, however it exits (Ctrl-C, an error, SIGKILL).
+//! everything when podnet exits, however it exits (Ctrl-C, an error, SIGKILL). The agent's tracker
+//! is the exception: it pins (`pinned.rs`). Which program variant this kernel loads is
+//! `variant.rs`; how file opens are counted, `file_opens.rs`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use log::{debug, info};
 
 use podnet_loader::{Error as LoaderError, Link, Map, Object, ObjectSpec};
 
 use crate::aggregate::{TrackedContainer, TrackedPod};
-use crate::pins;
 use crate::resolve::{Mounts, ResolvedPod};
 use crate::sample::CgroupFiles;
 #[cfg(test)]
 use crate::sample::COUNTER_FIELDS;
 
+mod file_opens;
+mod pinned;
 mod variant;
 
+pub use file_opens::{
+    perf_event_paranoid, FileOpenProbe, OpenProbe, NO_FILE_OPENS, OPEN_FUNCTION, OPEN_SYSCALLS,
+    TRACEPOINT_OPENS_WARNING,
+};
+pub use pinned::UNPINNED_OPENS;
 pub use variant::{KernelVariant, SocketOwner, UNREGISTERED_OPENS_WARNING};
 
 /// podnet's BPF object, compiled from `bpf-src/podnet.bpf.c` by the build script.
@@ -39,54 +47,6 @@ pub const CGROUP_PROGRAMS: [&str; 5] = [
     "podnet_sock_release",
     "podnet_sockops",
 ];
-
-/// Syscalls whose tracepoints count file opens; only `openat` exists everywhere (arm64 has no
-/// `open`/`creat`, kernels before 5.6 no `openat2`). `open` matters: musl (Alpine images) calls
-/// it on x86_64.
-pub const OPEN_SYSCALLS: [&str; 4] = ["openat", "openat2", "open", "creat"];
-
-/// The kernel function every open-family syscall goes through (Linux 5.6): the file-open kprobes
-/// sit on its entry and return.
-pub const OPEN_FUNCTION: &str = "do_sys_openat2";
-
-/// The file-open programs for kprobes: (program, what it counts).
-const OPEN_KPROBES: [&str; 2] = ["podnet_open_kprobe", "podnet_open_kretprobe"];
-
-/// How file opens are counted (`--open-probe`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum OpenProbe {
-    /// Kprobes on the open path where the kernel has them, else the syscall tracepoints.
-    Auto,
-    /// A kprobe and a kretprobe on do_sys_openat2: only opens pay. Fails where the kernel has
-    /// no kprobes.
-    Kprobe,
-    /// The open-family syscall tracepoints: every syscall of every process on the node takes the
-    /// kernel's slower traced path while they are attached.
-    Tracepoint,
-}
-
-/// What counts file opens in a running tracker.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FileOpenProbe {
-    /// The kprobe and kretprobe on [`OPEN_FUNCTION`].
-    Kprobe,
-    /// The open-family syscall tracepoints.
-    Tracepoint,
-}
-
-impl FileOpenProbe {
-    /// The name shown in `fileOpenProbe` of the JSON document.
-    pub fn name(self) -> &'static str {
-        match self {
-            FileOpenProbe::Kprobe => "kprobe",
-            FileOpenProbe::Tracepoint => "tracepoint",
-        }
-    }
-}
-
-/// The start of the warning given when file opens are counted with the syscall tracepoints
-/// although kprobes were asked for (`--open-probe auto`).
-pub const TRACEPOINT_OPENS_WARNING: &str = "file opens are counted with syscall tracepoints";
 
 /// How often a transient ENOMEM from the per-CPU allocator is retried when registering.
 const REGISTER_RETRIES: usize = 10;
@@ -172,61 +132,6 @@ impl Tracker {
         })
     }
 
-    /// The agent's tracker: adopts the object pinned under `dir` by an earlier agent (its maps,
-    /// with their counts, and its programs), or loads one and pins it there. Returns whether it
-    /// adopted. Links it makes are pinned under `dir` too, so they outlive this process.
-    pub fn load_pinned(max_pods: u32, dir: &Path) -> Result<(Tracker, bool)> {
-        if pins::exists(dir) {
-            let mut t = Tracker::open_pins(dir)?;
-            t.read_only = false;
-            info!("adopted the BPF object pinned under {}", dir.display());
-            return Ok((t, true));
-        }
-        pins::create_dir(dir)?;
-        // A start that fails half-way leaves nothing pinned.
-        let pinned = Tracker::load(max_pods).and_then(|mut t| {
-            t.object.pin(dir).with_context(|| {
-                format!("pinning podnet's maps and programs under {}", dir.display())
-            })?;
-            Ok(t)
-        });
-        let mut t = match pinned {
-            Ok(t) => t,
-            Err(e) => {
-                let _ = pins::uninstall(dir);
-                return Err(e);
-            }
-        };
-        t.pins = Some(dir.to_path_buf());
-        Ok((t, false))
-    }
-
-    /// Reads what an agent pinned under `dir` without attaching or registering anything: the
-    /// one-shot CLI's view when an agent runs on the node.
-    pub fn open_pins(dir: &Path) -> Result<Tracker> {
-        let spec = ObjectSpec::parse(BPF_OBJECT).context("parsing podnet's embedded BPF object")?;
-        let object = Object::from_pins(&spec, dir).with_context(|| {
-            format!(
-                "opening the agent's pinned maps and programs under {} (remove them with \
-                 `podnet agent --uninstall --pin-dir {}`)",
-                dir.display(),
-                dir.display()
-            )
-        })?;
-        let capacity = object.map("counters")?.max_entries();
-        let variant = KernelVariant::probe(&spec)?;
-        Ok(Tracker {
-            object,
-            open_links: Vec::new(),
-            levels: Default::default(),
-            followed: HashMap::new(),
-            capacity,
-            variant,
-            pins: Some(dir.to_path_buf()),
-            read_only: true,
-        })
-    }
-
     /// What this kernel lets podnet's programs do, as probed at load.
     pub fn variant(&self) -> &KernelVariant {
         &self.variant
@@ -253,139 +158,6 @@ impl Tracker {
         self.object
             .map(name)
             .unwrap_or_else(|e| panic!("map {name} is defined in podnet.bpf.c: {e}"))
-    }
-
-    /// Attaches the file-open programs as `want` says: [`OpenProbe::Auto`] takes the kprobes on
-    /// [`OPEN_FUNCTION`] where they attach (the kernel has kprobes and the function), else the
-    /// syscall tracepoints (with a warning naming their cost). An agent that adopts pins keeps
-    /// whichever an earlier agent pinned, so opens are never counted twice. Returns warnings.
-    pub fn attach_file_opens(&mut self, want: OpenProbe) -> Result<Vec<String>> {
-        let pinned = self.pins.as_ref().and_then(|d| pins::file_open_probe(d));
-        let want = match (pinned, want) {
-            (Some(FileOpenProbe::Kprobe), _) => OpenProbe::Kprobe,
-            (Some(FileOpenProbe::Tracepoint), _) => OpenProbe::Tracepoint,
-            (None, w) => w,
-        };
-        let degraded = match want {
-            OpenProbe::Tracepoint => None,
-            OpenProbe::Kprobe => {
-                return self.attach_open_kprobes().with_context(|| {
-                    format!(
-                        "counting file opens with kprobes on {OPEN_FUNCTION} (--open-probe kprobe)"
-                    )
-                });
-            }
-            // Attaching is the test: it fails where the function or kprobes are missing. Only
-            // then are /proc/kallsyms and available_filter_functions read (slow: 100k+ lines),
-            // to say why.
-            OpenProbe::Auto => match self.attach_open_kprobes() {
-                Ok(w) => return Ok(w),
-                Err(e) => match podnet_loader::kernel_function_exists(OPEN_FUNCTION) {
-                    Ok(false) => Some(format!(
-                        "this kernel has no function {OPEN_FUNCTION} in /proc/kallsyms or \
-                         available_filter_functions (Linux 5.6)"
-                    )),
-                    _ => Some(format!("{e:#}")),
-                },
-            },
-        };
-        let mut warnings = match self.attach_file_tracepoints() {
-            Err(e) if perf_events_restricted(&e) => {
-                // Nothing else depends on perf events: count the rest, and say what is missing.
-                self.variant.file_opens = None;
-                return Ok(vec![format!(
-                    "{NO_FILE_OPENS}: this kernel lets only CAP_SYS_ADMIN open the perf events \
-                     the file-open probes need (kernel.perf_event_paranoid={}, as Debian's and \
-                     Ubuntu's kernels set it; CAP_PERFMON is not enough there): add CAP_SYS_ADMIN, \
-                     or set `sysctl kernel.perf_event_paranoid=2` on the node",
-                    perf_event_paranoid().map_or("?".into(), |n| n.to_string())
-                )]);
-            }
-            other => other?,
-        };
-        if let Some(reason) = degraded {
-            debug!("no file-open kprobes: {reason}");
-            warnings.push(format!(
-                "{TRACEPOINT_OPENS_WARNING} (no kprobes on {OPEN_FUNCTION}: {reason}): while \
-                 podnet runs, every system call of every process on the node takes the kernel's \
-                 slower traced path (getpid costs about 45% more)"
-            ));
-        }
-        Ok(warnings)
-    }
-
-    /// Attaches the kprobe and kretprobe on [`OPEN_FUNCTION`]. On error nothing stays attached.
-    fn attach_open_kprobes(&mut self) -> Result<Vec<String>> {
-        let mut warnings = Vec::new();
-        let mut links = Vec::new();
-        for program in OPEN_KPROBES {
-            let prog = self
-                .object
-                .program(program)
-                .unwrap_or_else(|e| panic!("program {program} is defined in podnet.bpf.c: {e}"));
-            if self.read_only {
-                continue;
-            }
-            let pin = self.pins.as_ref().map(|d| pins::kprobe(d, program));
-            if pin.as_ref().is_some_and(|p| p.exists()) {
-                debug!("{program} stays attached (pinned)");
-                continue;
-            }
-            let link = prog
-                .attach_kprobe()
-                .with_context(|| format!("attaching {program}"))?;
-            debug!("attached {program} ({})", link.target());
-            links.extend(pin_or_keep(link, pin, &mut warnings));
-        }
-        self.open_links.extend(links);
-        self.variant.file_opens = Some(FileOpenProbe::Kprobe);
-        Ok(warnings)
-    }
-
-    /// Attaches the file-open programs to every open-family syscall tracepoint this kernel has.
-    /// Returns warnings for optional ones that are missing.
-    fn attach_file_tracepoints(&mut self) -> Result<Vec<String>> {
-        self.variant.file_opens = Some(FileOpenProbe::Tracepoint);
-        let mut warnings = Vec::new();
-        for (program, phase) in [("podnet_open_enter", "enter"), ("podnet_open_exit", "exit")] {
-            let prog = self
-                .object
-                .program(program)
-                .unwrap_or_else(|e| panic!("program {program} is defined in podnet.bpf.c: {e}"));
-            for syscall in OPEN_SYSCALLS {
-                let event = format!("sys_{phase}_{syscall}");
-                let exists = podnet_loader::tracepoint_exists("syscalls", &event)
-                    .context("looking for the syscall tracepoints in tracefs")?;
-                if !exists {
-                    if syscall == "openat" {
-                        bail!(
-                            "this kernel has no syscalls/{event} tracepoint: podnet counts file \
-                             opens with it (needs CONFIG_FTRACE_SYSCALLS)"
-                        );
-                    }
-                    debug!("no tracepoint syscalls/{event} on this kernel: skipped");
-                    continue;
-                }
-                if self.read_only {
-                    continue;
-                }
-                let pin = self.pins.as_ref().map(|d| pins::tracepoint(d, &event));
-                if pin.as_ref().is_some_and(|p| p.exists()) {
-                    debug!("{program} stays attached to syscalls/{event} (pinned)");
-                    continue;
-                }
-                let link = prog
-                    .attach_tracepoint("syscalls", &event)
-                    .with_context(|| format!("attaching {program} to syscalls/{event}"))?;
-                debug!("attached {program} to syscalls/{event}");
-                let kept = pin_or_keep(link, pin, &mut warnings);
-                self.open_links.extend(kept);
-            }
-        }
-        if self.open_links.is_empty() && self.pins.is_none() {
-            warnings.push("no file-open tracepoints attached: file opens read 0".to_string());
-        }
-        Ok(warnings)
     }
 
     /// Widens the range of registered levels the programs walk (the `levels` map) to the level
@@ -743,120 +515,7 @@ impl Tracker {
             }
         }
     }
-
-    /// Are all of a pod's cgroup links pinned (by this agent or an earlier one)?
-    fn pod_pins_complete(&self, uid: &str) -> bool {
-        self.pins.as_ref().is_some_and(|dir| {
-            CGROUP_PROGRAMS
-                .iter()
-                .all(|p| pins::pod_link(dir, uid, p).exists())
-        })
-    }
-
-    /// In pinned mode, pins a pod's new links (they then outlive this process) and lets go of
-    /// the handles; a pin that fails leaves the pod unattached (the links drop).
-    fn pin_pod_links(&self, uid: &str, links: &mut Vec<Link>) -> Result<()> {
-        let Some(dir) = &self.pins else {
-            return Ok(());
-        };
-        for (link, program) in links.iter_mut().zip(CGROUP_PROGRAMS) {
-            if let Err(e) = link.pin(pins::pod_link(dir, uid, program)) {
-                self.unpin_pod(uid);
-                return Err(e).context("pinning a pod's link");
-            }
-        }
-        links.clear();
-        Ok(())
-    }
-
-    /// Removes a pod's pinned links: the kernel detaches them.
-    fn unpin_pod(&self, uid: &str) {
-        if let Some(dir) = &self.pins {
-            pins::remove_pod(dir, uid);
-        }
-    }
-
-    /// After the first complete list of pods: lets go of pods an earlier agent pinned that are
-    /// gone now, and of counter entries that belong to no followed pod (cgroups deleted while
-    /// no agent ran).
-    pub fn forget_unknown(&self) {
-        let Some(dir) = &self.pins else {
-            return;
-        };
-        for uid in pins::pod_uids(dir) {
-            if !self.followed.contains_key(&uid) {
-                info!("pod {uid} is gone: detaching what an earlier agent pinned for it");
-                pins::remove_pod(dir, &uid);
-            }
-        }
-        let live: std::collections::HashSet<u64> = self
-            .followed
-            .values()
-            .flat_map(|f| f.pod.cgroup_ids())
-            .collect();
-        let counters = self.map("counters");
-        let stale: Vec<Vec<u8>> = counters
-            .keys()
-            .filter_map(|k| k.ok())
-            .filter(|k| {
-                k.len() == 8 && !live.contains(&u64::from_ne_bytes(k[..8].try_into().unwrap()))
-            })
-            .collect();
-        for k in stale {
-            let _ = counters.delete(&k);
-        }
-    }
 }
-
-/// The start of the warning when no file-open probe could be attached.
-pub const NO_FILE_OPENS: &str = "file opens are not counted (null)";
-
-/// `kernel.perf_event_paranoid`.
-pub fn perf_event_paranoid() -> Option<i32> {
-    std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// Did attaching fail because the kernel restricts perf events to CAP_SYS_ADMIN (paranoid level
-/// above 2, a Debian and Ubuntu patch) and this process lacks it?
-fn perf_events_restricted(e: &anyhow::Error) -> bool {
-    let denied = e.chain().any(|c| {
-        matches!(
-            c.downcast_ref::<LoaderError>(),
-            Some(LoaderError::PermissionDenied { .. })
-        )
-    });
-    denied
-        && perf_event_paranoid().is_some_and(|n| n > 2)
-        && !crate::privileges::has_capability(crate::privileges::CAP_SYS_ADMIN)
-}
-
-/// Pins a file-open link at `pin` (the agent), or returns it for this process to hold (the
-/// one-shot CLI, or a kernel before 5.15, whose perf-event attachments are no BPF links and
-/// cannot be pinned: then they live as long as this process, and `warnings` says so once).
-fn pin_or_keep(mut link: Link, pin: Option<PathBuf>, warnings: &mut Vec<String>) -> Option<Link> {
-    let Some(pin) = pin else {
-        return Some(link);
-    };
-    match link.pin(&pin) {
-        Ok(()) => None,
-        Err(e) => {
-            if !warnings.iter().any(|w| w.starts_with(UNPINNED_OPENS)) {
-                warnings.push(format!(
-                    "{UNPINNED_OPENS} ({e}): this kernel has no BPF perf links (Linux 5.15)"
-                ));
-            }
-            Some(link)
-        }
-    }
-}
-
-/// The start of the warning for file-open attachments that cannot be pinned.
-pub const UNPINNED_OPENS: &str =
-    "file opens are counted only while the agent runs (its file-open attachments cannot be pinned)";
 
 /// The deepest level the programs walk (`MAX_DEPTH - 1` in podnet.bpf.c).
 const MAX_LEVEL: u32 = 23;
@@ -910,6 +569,7 @@ fn files_of(dir: &Path, mounts: &Mounts) -> CgroupFiles {
 
 #[cfg(test)]
 mod tests {
+    use super::file_opens::OPEN_KPROBES;
     use super::*;
 
     #[test]

@@ -1,0 +1,221 @@
+//! How podnet counts file opens: the `--open-probe` choice, and attaching the file-open programs
+//! to a kprobe and kretprobe on `do_sys_openat2` or, where the kernel has no kprobes, to the
+//! open-family syscall tracepoints.
+
+use anyhow::{bail, Context, Result};
+use log::debug;
+
+use podnet_loader::Error as LoaderError;
+
+use super::pinned::pin_or_keep;
+use super::Tracker;
+use crate::pins;
+
+/// Syscalls whose tracepoints count file opens; only `openat` exists everywhere (arm64 has no
+/// `open`/`creat`, kernels before 5.6 no `openat2`). `open` matters: musl (Alpine images) calls
+/// it on x86_64.
+pub const OPEN_SYSCALLS: [&str; 4] = ["openat", "openat2", "open", "creat"];
+
+/// The kernel function every open-family syscall goes through (Linux 5.6): the file-open kprobes
+/// sit on its entry and return.
+pub const OPEN_FUNCTION: &str = "do_sys_openat2";
+
+/// The file-open programs for kprobes: (program, what it counts).
+pub(super) const OPEN_KPROBES: [&str; 2] = ["podnet_open_kprobe", "podnet_open_kretprobe"];
+
+/// How file opens are counted (`--open-probe`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OpenProbe {
+    /// Kprobes on the open path where the kernel has them, else the syscall tracepoints.
+    Auto,
+    /// A kprobe and a kretprobe on do_sys_openat2: only opens pay. Fails where the kernel has
+    /// no kprobes.
+    Kprobe,
+    /// The open-family syscall tracepoints: every syscall of every process on the node takes the
+    /// kernel's slower traced path while they are attached.
+    Tracepoint,
+}
+
+/// What counts file opens in a running tracker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileOpenProbe {
+    /// The kprobe and kretprobe on [`OPEN_FUNCTION`].
+    Kprobe,
+    /// The open-family syscall tracepoints.
+    Tracepoint,
+}
+
+impl FileOpenProbe {
+    /// The name shown in `fileOpenProbe` of the JSON document.
+    pub fn name(self) -> &'static str {
+        match self {
+            FileOpenProbe::Kprobe => "kprobe",
+            FileOpenProbe::Tracepoint => "tracepoint",
+        }
+    }
+}
+
+/// The start of the warning given when file opens are counted with the syscall tracepoints
+/// although kprobes were asked for (`--open-probe auto`).
+pub const TRACEPOINT_OPENS_WARNING: &str = "file opens are counted with syscall tracepoints";
+
+impl Tracker {
+    /// Attaches the file-open programs as `want` says: [`OpenProbe::Auto`] takes the kprobes on
+    /// [`OPEN_FUNCTION`] where they attach (the kernel has kprobes and the function), else the
+    /// syscall tracepoints (with a warning naming their cost). An agent that adopts pins keeps
+    /// whichever an earlier agent pinned, so opens are never counted twice. Returns warnings.
+    pub fn attach_file_opens(&mut self, want: OpenProbe) -> Result<Vec<String>> {
+        let pinned = self.pins.as_ref().and_then(|d| pins::file_open_probe(d));
+        let want = match (pinned, want) {
+            (Some(FileOpenProbe::Kprobe), _) => OpenProbe::Kprobe,
+            (Some(FileOpenProbe::Tracepoint), _) => OpenProbe::Tracepoint,
+            (None, w) => w,
+        };
+        let degraded = match want {
+            OpenProbe::Tracepoint => None,
+            OpenProbe::Kprobe => {
+                return self.attach_open_kprobes().with_context(|| {
+                    format!(
+                        "counting file opens with kprobes on {OPEN_FUNCTION} (--open-probe kprobe)"
+                    )
+                });
+            }
+            // Attaching is the test: it fails where the function or kprobes are missing. Only
+            // then are /proc/kallsyms and available_filter_functions read (slow: 100k+ lines),
+            // to say why.
+            OpenProbe::Auto => match self.attach_open_kprobes() {
+                Ok(w) => return Ok(w),
+                Err(e) => match podnet_loader::kernel_function_exists(OPEN_FUNCTION) {
+                    Ok(false) => Some(format!(
+                        "this kernel has no function {OPEN_FUNCTION} in /proc/kallsyms or \
+                         available_filter_functions (Linux 5.6)"
+                    )),
+                    _ => Some(format!("{e:#}")),
+                },
+            },
+        };
+        let mut warnings = match self.attach_file_tracepoints() {
+            Err(e) if perf_events_restricted(&e) => {
+                // Nothing else depends on perf events: count the rest, and say what is missing.
+                self.variant.file_opens = None;
+                return Ok(vec![format!(
+                    "{NO_FILE_OPENS}: this kernel lets only CAP_SYS_ADMIN open the perf events \
+                     the file-open probes need (kernel.perf_event_paranoid={}, as Debian's and \
+                     Ubuntu's kernels set it; CAP_PERFMON is not enough there): add CAP_SYS_ADMIN, \
+                     or set `sysctl kernel.perf_event_paranoid=2` on the node",
+                    perf_event_paranoid().map_or("?".into(), |n| n.to_string())
+                )]);
+            }
+            other => other?,
+        };
+        if let Some(reason) = degraded {
+            debug!("no file-open kprobes: {reason}");
+            warnings.push(format!(
+                "{TRACEPOINT_OPENS_WARNING} (no kprobes on {OPEN_FUNCTION}: {reason}): while \
+                 podnet runs, every system call of every process on the node takes the kernel's \
+                 slower traced path (getpid costs about 45% more)"
+            ));
+        }
+        Ok(warnings)
+    }
+
+    /// Attaches the kprobe and kretprobe on [`OPEN_FUNCTION`]. On error nothing stays attached.
+    fn attach_open_kprobes(&mut self) -> Result<Vec<String>> {
+        let mut warnings = Vec::new();
+        let mut links = Vec::new();
+        for program in OPEN_KPROBES {
+            let prog = self
+                .object
+                .program(program)
+                .unwrap_or_else(|e| panic!("program {program} is defined in podnet.bpf.c: {e}"));
+            if self.read_only {
+                continue;
+            }
+            let pin = self.pins.as_ref().map(|d| pins::kprobe(d, program));
+            if pin.as_ref().is_some_and(|p| p.exists()) {
+                debug!("{program} stays attached (pinned)");
+                continue;
+            }
+            let link = prog
+                .attach_kprobe()
+                .with_context(|| format!("attaching {program}"))?;
+            debug!("attached {program} ({})", link.target());
+            links.extend(pin_or_keep(link, pin, &mut warnings));
+        }
+        self.open_links.extend(links);
+        self.variant.file_opens = Some(FileOpenProbe::Kprobe);
+        Ok(warnings)
+    }
+
+    /// Attaches the file-open programs to every open-family syscall tracepoint this kernel has.
+    /// Returns warnings for optional ones that are missing.
+    fn attach_file_tracepoints(&mut self) -> Result<Vec<String>> {
+        self.variant.file_opens = Some(FileOpenProbe::Tracepoint);
+        let mut warnings = Vec::new();
+        for (program, phase) in [("podnet_open_enter", "enter"), ("podnet_open_exit", "exit")] {
+            let prog = self
+                .object
+                .program(program)
+                .unwrap_or_else(|e| panic!("program {program} is defined in podnet.bpf.c: {e}"));
+            for syscall in OPEN_SYSCALLS {
+                let event = format!("sys_{phase}_{syscall}");
+                let exists = podnet_loader::tracepoint_exists("syscalls", &event)
+                    .context("looking for the syscall tracepoints in tracefs")?;
+                if !exists {
+                    if syscall == "openat" {
+                        bail!(
+                            "this kernel has no syscalls/{event} tracepoint: podnet counts file \
+                             opens with it (needs CONFIG_FTRACE_SYSCALLS)"
+                        );
+                    }
+                    debug!("no tracepoint syscalls/{event} on this kernel: skipped");
+                    continue;
+                }
+                if self.read_only {
+                    continue;
+                }
+                let pin = self.pins.as_ref().map(|d| pins::tracepoint(d, &event));
+                if pin.as_ref().is_some_and(|p| p.exists()) {
+                    debug!("{program} stays attached to syscalls/{event} (pinned)");
+                    continue;
+                }
+                let link = prog
+                    .attach_tracepoint("syscalls", &event)
+                    .with_context(|| format!("attaching {program} to syscalls/{event}"))?;
+                debug!("attached {program} to syscalls/{event}");
+                let kept = pin_or_keep(link, pin, &mut warnings);
+                self.open_links.extend(kept);
+            }
+        }
+        if self.open_links.is_empty() && self.pins.is_none() {
+            warnings.push("no file-open tracepoints attached: file opens read 0".to_string());
+        }
+        Ok(warnings)
+    }
+}
+
+/// The start of the warning when no file-open probe could be attached.
+pub const NO_FILE_OPENS: &str = "file opens are not counted (null)";
+
+/// `kernel.perf_event_paranoid`.
+pub fn perf_event_paranoid() -> Option<i32> {
+    std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Did attaching fail because the kernel restricts perf events to CAP_SYS_ADMIN (paranoid level
+/// above 2, a Debian and Ubuntu patch) and this process lacks it?
+fn perf_events_restricted(e: &anyhow::Error) -> bool {
+    let denied = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<LoaderError>(),
+            Some(LoaderError::PermissionDenied { .. })
+        )
+    });
+    denied
+        && perf_event_paranoid().is_some_and(|n| n > 2)
+        && !crate::privileges::has_capability(crate::privileges::CAP_SYS_ADMIN)
+}
