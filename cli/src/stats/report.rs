@@ -129,27 +129,17 @@ fn write_report(out: &mut impl Write, text: &str) -> Result<Printed> {
     }
 }
 
-/// Formats a time as RFC 3339 UTC with millisecond precision (`2026-11-21T10:00:00.123Z`).
+/// Formats a time as RFC 3339 UTC with millisecond precision (`2026-11-21T10:00:00.123Z`),
+/// truncated to the millisecond. A time before 1970 prints as the epoch; one past the end of
+/// jiff's range (9999-12-30T22:00:00.999Z) as that end, so the year always has four digits.
 pub fn rfc3339(t: SystemTime) -> String {
     let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let (secs, ms) = (since.as_secs(), since.subsec_millis());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (proleptic Gregorian calendar).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let nanos = since.subsec_millis() * 1_000_000;
+    let at = i64::try_from(since.as_secs())
+        .ok()
+        .and_then(|secs| jiff::Timestamp::new(secs, nanos as i32).ok())
+        .unwrap_or(jiff::Timestamp::MAX);
+    format!("{at:.3}")
 }
 
 #[cfg(test)]
@@ -184,7 +174,7 @@ mod tests {
     fn timestamps() {
         let at = |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
         // Millisecond precision since the issue "podnet stats feels like top": the expectations
-        // gained `.000`.
+        // gained `.000`. Each expectation is `date -u -d @SECONDS +%Y-%m-%dT%H:%M:%SZ` with `.000`.
         assert_eq!(rfc3339(at(0)), "1970-01-01T00:00:00.000Z");
         // 2026-11-21T10:00:00Z
         assert_eq!(rfc3339(at(1_795_255_200)), "2026-11-21T10:00:00.000Z");
@@ -192,5 +182,15 @@ mod tests {
         assert_eq!(rfc3339(at(1_709_251_199)), "2024-02-29T23:59:59.000Z");
         let ms = at(1_709_251_199) + Duration::from_micros(123_999);
         assert_eq!(rfc3339(ms), "2024-02-29T23:59:59.123Z");
+        // Century years: 2000 is a leap year, 2100 is not.
+        assert_eq!(rfc3339(at(951_868_800)), "2000-03-01T00:00:00.000Z");
+        assert_eq!(rfc3339(at(4_107_542_400)), "2100-03-01T00:00:00.000Z");
+        // A far date, then the last second jiff holds, and beyond it.
+        assert_eq!(rfc3339(at(32_503_680_000)), "3000-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(at(253_402_207_199)), "9999-12-30T21:59:59.000Z");
+        assert_eq!(rfc3339(at(253_402_300_799)), "9999-12-30T22:00:00.999Z");
+        // Before 1970.
+        let before = SystemTime::UNIX_EPOCH - Duration::from_secs(1);
+        assert_eq!(rfc3339(before), "1970-01-01T00:00:00.000Z");
     }
 }
