@@ -65,6 +65,15 @@ impl Cluster {
         self.api.set_pods(self.pods.clone());
     }
 
+    /// Deletes the Pod object `ns/name` from what the stub API server lists (watches get
+    /// DELETED); the deletion's resourceVersion. Its cgroup directories stay until the test
+    /// removes them (`tree.remove`) or the tree is dropped.
+    pub fn delete(&mut self, ns: &str, name: &str) -> u64 {
+        self.pods
+            .retain(|p| !(p["metadata"]["namespace"] == ns && p["metadata"]["name"] == name));
+        self.api.delete_pod(ns, name)
+    }
+
     /// Starts `podnet stats` against this cluster with extra arguments.
     pub fn podnet(&self, args: &[&str]) -> Podnet {
         Podnet::start(self.kubeconfig.path(), args)
