@@ -102,6 +102,38 @@ const FIELDS: &[(&str, &str, &str)] = &[
         "union bpf_attr",
         "expected_attach_type",
     ),
+    ("bpf_attr.prog_btf_fd", "union bpf_attr", "prog_btf_fd"),
+    (
+        "bpf_attr.func_info_rec_size",
+        "union bpf_attr",
+        "func_info_rec_size",
+    ),
+    ("bpf_attr.func_info", "union bpf_attr", "func_info"),
+    ("bpf_attr.func_info_cnt", "union bpf_attr", "func_info_cnt"),
+    (
+        "bpf_attr.line_info_rec_size",
+        "union bpf_attr",
+        "line_info_rec_size",
+    ),
+    ("bpf_attr.line_info", "union bpf_attr", "line_info"),
+    ("bpf_attr.line_info_cnt", "union bpf_attr", "line_info_cnt"),
+    ("bpf_attr.attach_btf_id", "union bpf_attr", "attach_btf_id"),
+    (
+        "bpf_attr.attach_prog_fd",
+        "union bpf_attr",
+        "attach_prog_fd",
+    ),
+    // BPF_RAW_TRACEPOINT_OPEN
+    (
+        "bpf_attr.raw_tracepoint.name",
+        "union bpf_attr",
+        "raw_tracepoint.name",
+    ),
+    (
+        "bpf_attr.raw_tracepoint.prog_fd",
+        "union bpf_attr",
+        "raw_tracepoint.prog_fd",
+    ),
     // BPF_OBJ_PIN, BPF_OBJ_GET
     ("bpf_attr.pathname", "union bpf_attr", "pathname"),
     ("bpf_attr.bpf_fd", "union bpf_attr", "bpf_fd"),

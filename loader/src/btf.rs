@@ -88,7 +88,9 @@ pub(crate) enum Kind {
         size_pos: usize,
         vars: Vec<SecVar>,
     },
-    /// Anything else (fwd, func, func_proto, decl_tag): never a map attribute.
+    /// A function (its prototype is `size_or_type`, unused here).
+    Func,
+    /// Anything else (fwd, func_proto, decl_tag): never a map attribute.
     Other,
 }
 
@@ -196,7 +198,7 @@ impl Btf {
                 Kind::Array { elem, .. } => vec![*elem],
                 Kind::Struct { members, .. } => members.iter().map(|m| m.ty).collect(),
                 Kind::Datasec { vars, .. } => vars.iter().map(|v| v.ty).collect(),
-                Kind::Sized { .. } | Kind::Other => vec![],
+                Kind::Sized { .. } | Kind::Func | Kind::Other => vec![],
             };
             if let Some(bad) = refs.into_iter().find(|&r| r >= count) {
                 return Err(err(format!(
@@ -270,7 +272,8 @@ impl Btf {
                     extra + 12 * vlen,
                 )
             }
-            KIND_FWD | KIND_FUNC => (Kind::Other, extra),
+            KIND_FUNC => (Kind::Func, extra),
+            KIND_FWD => (Kind::Other, extra),
             KIND_FUNC_PROTO => (Kind::Other, extra + 8 * vlen),
             KIND_DECL_TAG => (Kind::Other, extra + 4),
             other => {
@@ -287,6 +290,14 @@ impl Btf {
             )));
         }
         Ok((Type { name_off, kind }, next))
+    }
+
+    /// The id of the function (`BTF_KIND_FUNC`) named `name`, if there is one.
+    pub fn func_id(&self, name: &str) -> Option<u32> {
+        self.types.iter().enumerate().find_map(|(id, t)| {
+            (matches!(t.kind, Kind::Func) && self.name(t.name_off).ok() == Some(name))
+                .then_some(id as u32)
+        })
     }
 
     /// The string at `off` in the string section.

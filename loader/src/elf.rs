@@ -57,6 +57,16 @@ pub enum ProgramKind {
         /// On return (`kretprobe/`) rather than on entry.
         retprobe: bool,
     },
+    /// `fentry/<function>` or `fexit/<function>` (`BPF_PROG_TYPE_TRACING`): runs through a BPF
+    /// trampoline when the kernel function is entered, or when it returns (with its arguments
+    /// and return value). Loading needs the function's id in the kernel's BTF
+    /// (`/sys/kernel/btf/vmlinux`).
+    Tracing {
+        /// The kernel function, e.g. `do_sys_openat2`.
+        function: String,
+        /// On return (`fexit/`) rather than on entry.
+        exit: bool,
+    },
 }
 
 impl ProgramKind {
@@ -68,6 +78,16 @@ impl ProgramKind {
             "cgroup/sock_create" => ProgramKind::CgroupSockCreate,
             "cgroup/sock_release" => ProgramKind::CgroupSockRelease,
             "sockops" => ProgramKind::SockOps,
+            _ if name.starts_with("fentry/") || name.starts_with("fexit/") => {
+                let (kind, function) = name.split_once('/')?;
+                if function.is_empty() || function.contains('/') {
+                    return None;
+                }
+                ProgramKind::Tracing {
+                    function: function.into(),
+                    exit: kind == "fexit",
+                }
+            }
             _ if name.starts_with("kprobe/") || name.starts_with("kretprobe/") => {
                 let (kind, function) = name.split_once('/')?;
                 if function.is_empty() || function.contains('/') {
@@ -99,6 +119,7 @@ impl ProgramKind {
         match self {
             ProgramKind::Tracepoint { .. } => ProgType::Tracepoint,
             ProgramKind::Kprobe { .. } => ProgType::Kprobe,
+            ProgramKind::Tracing { .. } => ProgType::Tracing,
             ProgramKind::CgroupSkbIngress | ProgramKind::CgroupSkbEgress => ProgType::CgroupSkb,
             ProgramKind::CgroupSockCreate | ProgramKind::CgroupSockRelease => ProgType::CgroupSock,
             ProgramKind::SockOps => ProgType::SockOps,
@@ -112,6 +133,8 @@ impl ProgramKind {
             ProgramKind::CgroupSkbEgress => Some(AttachType::CgroupInetEgress),
             ProgramKind::CgroupSockCreate => Some(AttachType::CgroupInetSockCreate),
             ProgramKind::CgroupSockRelease => Some(AttachType::CgroupInetSockRelease),
+            ProgramKind::Tracing { exit: false, .. } => Some(AttachType::TraceFentry),
+            ProgramKind::Tracing { exit: true, .. } => Some(AttachType::TraceFexit),
             ProgramKind::SockOps | ProgramKind::Tracepoint { .. } | ProgramKind::Kprobe { .. } => {
                 None
             }
@@ -133,7 +156,9 @@ impl ProgramKind {
     pub fn is_cgroup(&self) -> bool {
         !matches!(
             self,
-            ProgramKind::Tracepoint { .. } | ProgramKind::Kprobe { .. }
+            ProgramKind::Tracepoint { .. }
+                | ProgramKind::Kprobe { .. }
+                | ProgramKind::Tracing { .. }
         )
     }
 }
@@ -329,6 +354,19 @@ impl ObjectSpec {
             .iter()
             .find(|p| p.name == name)
             .ok_or_else(|| Error::UnknownProgram(name.into()))
+    }
+
+    /// Leaves the program named `name` out of what [`crate::Object::load`] loads: for a program
+    /// this kernel cannot load (an fentry/fexit program where the kernel has no BTF) that the
+    /// caller can do without. Its code stays in the object's functions (other programs may
+    /// share it).
+    pub fn remove_program(&mut self, name: &str) -> Result<ProgramSpec> {
+        let i = self
+            .programs
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or_else(|| Error::UnknownProgram(name.into()))?;
+        Ok(self.programs.remove(i))
     }
 
     /// The global variable named `name`.

@@ -184,6 +184,10 @@ pub enum Error {
         "kprobes are not available ({0}): the kernel needs CONFIG_KPROBES and CONFIG_KPROBE_EVENTS"
     )]
     NoKprobes(String),
+    /// The kernel cannot run fentry/fexit programs on a function: no kernel BTF, or the function
+    /// is not in it.
+    #[error("fentry/fexit are not available: {0}")]
+    NoTracing(String),
     /// No bpffs mount, or a pin path outside bpffs.
     #[error(
         "{0}: not on a bpf filesystem: mount one with `mount -t bpf bpf /sys/fs/bpf` (as root)"

@@ -46,7 +46,8 @@ mod uapi;
 pub use elf::{GlobalVar, MapKind, MapSpec, ObjectSpec, ProgramKind, ProgramSpec};
 pub use error::{Error, Result};
 pub use kernel_files::{
-    bpffs_dir, parse_cpu_list, possible_cpus, tracefs_dir, tracepoint_exists, tracepoint_id,
+    bpffs_dir, kernel_btf_function_id, parse_cpu_list, possible_cpus, tracefs_dir,
+    tracepoint_exists, tracepoint_id, VMLINUX_BTF,
 };
 pub use kprobe::kernel_function_exists;
 pub use map::{Keys, Map, BPF_ANY, BPF_EXIST, BPF_NOEXIST};

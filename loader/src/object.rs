@@ -4,7 +4,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use std::path::Path;
 
-use crate::elf::{MapKind, ObjectSpec};
+use crate::elf::{MapKind, ObjectSpec, ProgramKind};
 use crate::error::{Error, Result};
 use crate::map::Map;
 use crate::program::Program;
@@ -81,7 +81,10 @@ impl Object {
 
     /// Opens an object pinned by [`Object::pin`] under `dir`, with the maps and programs `spec`
     /// names (the spec the pinned object was loaded from). Nothing is loaded: the programs are
-    /// the pinned ones, still sharing the pinned maps.
+    /// the pinned ones, still sharing the pinned maps. An fentry/fexit program with no pin is left
+    /// out (the kernel that pinned the object could not load it, see
+    /// [`ObjectSpec::remove_program`]); asking for it is then [`Error::UnknownProgram`]. Any other
+    /// missing pin is an error.
     pub fn from_pins(spec: &ObjectSpec, dir: impl AsRef<Path>) -> Result<Object> {
         let dir = dir.as_ref();
         let mut maps = Vec::new();
@@ -93,7 +96,9 @@ impl Object {
         let programs = spec
             .programs()
             .iter()
-            .map(|p| Program::from_pin(dir.join("programs").join(&p.name), p))
+            .map(|p| (dir.join("programs").join(&p.name), p))
+            .filter(|(pin, p)| pin.exists() || !matches!(p.kind, ProgramKind::Tracing { .. }))
+            .map(|(pin, p)| Program::from_pin(pin, p))
             .collect::<Result<Vec<_>>>()?;
         Ok(Object { maps, programs })
     }

@@ -94,6 +94,7 @@ struct Answer {
 fn try_load(
     prog_type: ProgType,
     attach_type: Option<AttachType>,
+    attach_btf_id: u32,
     insns: &[Insn],
     what: &str,
 ) -> Result<Answer> {
@@ -104,6 +105,7 @@ fn try_load(
         insns,
         license: &license,
         name: "podnet_probe",
+        attach_btf_id,
     };
     let mut log = vec![0u8; 4096];
     let loaded = match sys::memlock_retry(|| sys::prog_load(&attr, Some((&mut log, 1)))) {
@@ -146,7 +148,7 @@ pub fn map_usable(prog_type: ProgType, map_type: MapType, flags: u32) -> Result<
         })
         .map_err(|e| Error::sys(format!("create a map for the probe of {what}"), e))?;
         let insns = map_reference_program(map.as_fd().as_raw_fd());
-        Ok(try_load(prog_type, None, &insns, &what)?.loaded)
+        Ok(try_load(prog_type, None, 0, &insns, &what)?.loaded)
     })
 }
 
@@ -184,14 +186,85 @@ fn map_reference_program(map_fd: i32) -> [Insn; 4] {
     ]
 }
 
+/// Whether this kernel loads an fentry (`exit` false) or fexit program on kernel function
+/// `function`: `Err` says why not ([`Error::NoTracing`]: no kernel BTF, the function is not in it,
+/// or the kernel refuses such programs, as some do even to root with EPERM when a security
+/// policy forbids BPF trampolines). Call it after a probe that needs privileges has succeeded, so
+/// that EPERM means the policy, not a missing capability. Not cached.
+pub fn tracing_loads(function: &str, exit: bool) -> Result<()> {
+    let attach_btf_id = crate::kernel_files::kernel_btf_function_id(function)?;
+    let (attach_type, kind) = if exit {
+        (AttachType::TraceFexit, "fexit")
+    } else {
+        (AttachType::TraceFentry, "fentry")
+    };
+    let license = CString::new("GPL").expect("no NUL");
+    let insns = [
+        // BPF_ALU64 | BPF_MOV | BPF_K: r0 = 0
+        Insn {
+            code: 0xb7,
+            regs: 0,
+            off: 0,
+            imm: 0,
+        },
+        // BPF_JMP | BPF_EXIT
+        Insn {
+            code: 0x95,
+            regs: 0,
+            off: 0,
+            imm: 0,
+        },
+    ];
+    let attr = sys::ProgLoad {
+        prog_type: ProgType::Tracing,
+        expected_attach_type: Some(attach_type),
+        insns: &insns,
+        license: &license,
+        name: "podnet_probe",
+        attach_btf_id,
+    };
+    let mut log = vec![0u8; 4096];
+    match sys::memlock_retry(|| sys::prog_load(&attr, Some((&mut log, 1)))) {
+        Ok(_fd) => Ok(()),
+        Err(e) => {
+            let tail = crate::program::log_tail(&log, 3);
+            log::debug!("probe {kind} on {function}: {e}: {tail}");
+            Err(Error::NoTracing(match e.raw_os_error() {
+                Some(libc::EPERM) => format!(
+                    "the kernel refuses {kind} programs on {function} with EPERM although it \
+                     loads other BPF programs for this process: a security policy forbids them"
+                ),
+                _ if tail.is_empty() => format!("the kernel refuses {kind} on {function}: {e}"),
+                _ => format!("the kernel refuses {kind} on {function}: {e}: {tail}"),
+            }))
+        }
+    }
+}
+
 /// Whether programs of `kind` may call `helper` on this kernel (cached). Errors only when the
 /// probe itself cannot run (no permission to load programs): a refusal is `Ok(false)`.
 pub fn helper_available(kind: &ProgramKind, helper: Helper) -> Result<bool> {
     let question = Question::Helper(kind.prog_type(), kind.expected_attach_type(), helper);
     cached(question, || {
+        // fentry/fexit programs load only against their function in the kernel's BTF: where
+        // that is missing, no such program loads, with this helper or without.
+        let attach_btf_id = match kind {
+            ProgramKind::Tracing { function, .. } => {
+                match crate::kernel_files::kernel_btf_function_id(function) {
+                    Ok(id) => id,
+                    Err(Error::NoTracing(why)) => {
+                        log::debug!("probe {helper:?} in {kind:?}: {why}");
+                        return Ok(false);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            _ => 0,
+        };
         let answer = try_load(
             kind.prog_type(),
             kind.expected_attach_type(),
+            attach_btf_id,
             &probe_program(helper),
             &format!("{helper:?}"),
         )?;

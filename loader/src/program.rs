@@ -121,12 +121,19 @@ impl Program {
         let license = CString::new(license).map_err(|_| {
             Error::InvalidArgument(format!("license of `{}` contains a NUL byte", spec.name))
         })?;
+        let attach_btf_id = match &spec.kind {
+            ProgramKind::Tracing { function, .. } => {
+                crate::kernel_files::kernel_btf_function_id(function)?
+            }
+            _ => 0,
+        };
         let attr = sys::ProgLoad {
             prog_type: spec.kind.prog_type(),
             expected_attach_type: spec.kind.expected_attach_type(),
             insns,
             license: &license,
             name: &spec.name,
+            attach_btf_id,
         };
         let program = |fd| Program {
             name: spec.name.clone(),
@@ -324,6 +331,33 @@ impl Program {
         self.attach_perf_event(perf, target)
     }
 
+    /// Attaches an fentry/fexit program to the kernel function it was loaded for, through a BPF
+    /// trampoline (BPF_RAW_TRACEPOINT_OPEN, which returns a BPF link: pinnable, and detached when
+    /// its last holder closes it).
+    pub fn attach_tracing(&self) -> Result<Link> {
+        let ProgramKind::Tracing { function, exit } = &self.kind else {
+            return Err(Error::InvalidArgument(format!(
+                "program `{}` is not an fentry/fexit program",
+                self.name
+            )));
+        };
+        let target = format!("{} {function}", if *exit { "fexit" } else { "fentry" });
+        let fd = sys::raw_tracepoint_open(self.fd.as_fd()).map_err(|e| match e.raw_os_error() {
+            // No trampolines on this kernel or architecture.
+            Some(sys::ENOTSUPP) | Some(libc::EOPNOTSUPP) => {
+                Error::NoTracing(format!("attaching {target}: {e}"))
+            }
+            _ => Error::sys(format!("attach program `{}` to {target}", self.name), e),
+        })?;
+        Ok(Link {
+            fd,
+            perf_event: None,
+            kind: LinkKind::Tracing,
+            target,
+            pinned: None,
+        })
+    }
+
     /// Attaches this program to an open perf event with a BPF perf link, or on kernels without
     /// them (before 5.15) with PERF_EVENT_IOC_SET_BPF.
     fn attach_perf_event(&self, perf: OwnedFd, target: String) -> Result<Link> {
@@ -372,6 +406,8 @@ pub enum LinkKind {
     PerfLink,
     /// A perf event with the program set by ioctl (kernels before 5.15); cannot be pinned.
     PerfEventIoctl,
+    /// A BPF tracing link: an fentry/fexit program on its kernel function.
+    Tracing,
 }
 
 /// An attachment. Dropping it detaches the program, unless it was pinned; the kernel also

@@ -226,6 +226,8 @@ kernel_enum! {
         CgroupInetEgress = 1 => "BPF_CGROUP_INET_EGRESS",
         CgroupInetSockCreate = 2 => "BPF_CGROUP_INET_SOCK_CREATE",
         CgroupSockOps = 3 => "BPF_CGROUP_SOCK_OPS",
+        TraceFentry = 24 => "BPF_TRACE_FENTRY",
+        TraceFexit = 25 => "BPF_TRACE_FEXIT",
         CgroupInetSockRelease = 34 => "BPF_CGROUP_INET_SOCK_RELEASE",
         PerfEvent = 41 => "BPF_PERF_EVENT",
     }

@@ -724,5 +724,8 @@ fn podnet_spec_for_this_kernel() -> ObjectSpec {
     if !map_usable(ProgType::PerfEvent, MapType::PercpuHash, 1).unwrap() {
         spec.map_mut("counters").unwrap().flags &= !1;
     }
+    if podnet_loader::probe::tracing_loads("do_sys_openat2", true).is_err() {
+        spec.remove_program("podnet_open_fexit").unwrap();
+    }
     spec
 }

@@ -24,6 +24,7 @@ const BPF_PROG_LOAD: u32 = 5;
 const BPF_OBJ_PIN: u32 = 6;
 const BPF_OBJ_GET: u32 = 7;
 const BPF_OBJ_GET_INFO_BY_FD: u32 = 15;
+const BPF_RAW_TRACEPOINT_OPEN: u32 = 17;
 const BPF_PROG_QUERY: u32 = 16;
 const BPF_BTF_LOAD: u32 = 18;
 const BPF_MAP_FREEZE: u32 = 22;
@@ -85,7 +86,8 @@ struct MapFreezeAttr {
     map_fd: u32,
 }
 
-/// `BPF_PROG_LOAD`, up to `expected_attach_type`.
+/// `BPF_PROG_LOAD`, up to `core_relo_cnt` (Linux 5.17; zero, which older kernels accept as the
+/// unused tail of the attribute).
 #[repr(C)]
 #[derive(Default)]
 struct ProgLoadAttr {
@@ -101,6 +103,25 @@ struct ProgLoadAttr {
     prog_name: [u8; 16],
     prog_ifindex: u32,
     expected_attach_type: u32,
+    prog_btf_fd: u32,
+    func_info_rec_size: u32,
+    func_info: u64,
+    func_info_cnt: u32,
+    line_info_rec_size: u32,
+    line_info: u64,
+    line_info_cnt: u32,
+    attach_btf_id: u32,
+    attach_prog_fd: u32,
+    /// Named so that the struct has no padding: every byte the kernel reads is initialised.
+    core_relo_cnt: u32,
+}
+
+/// `BPF_RAW_TRACEPOINT_OPEN` (Linux 4.17; attaches tracing programs from 5.5).
+#[repr(C)]
+#[derive(Default)]
+struct RawTracepointAttr {
+    name: u64,
+    prog_fd: u32,
 }
 
 /// `BPF_OBJ_PIN`, `BPF_OBJ_GET`.
@@ -197,7 +218,8 @@ const _: () = assert!(size_of::<MapCreateAttr>() == 72);
 const _: () = assert!(size_of::<MapElemAttr>() == 32);
 const _: () = assert!(size_of::<MapBatchAttr>() == 56);
 const _: () = assert!(size_of::<MapFreezeAttr>() == 4);
-const _: () = assert!(size_of::<ProgLoadAttr>() == 72);
+const _: () = assert!(size_of::<ProgLoadAttr>() == 120);
+const _: () = assert!(size_of::<RawTracepointAttr>() == 16);
 const _: () = assert!(size_of::<ObjAttr>() == 16);
 const _: () = assert!(size_of::<InfoAttr>() == 16);
 const _: () = assert!(size_of::<ProgQueryAttr>() == 32);
@@ -496,6 +518,8 @@ pub(crate) struct ProgLoad<'a> {
     pub insns: &'a [Insn],
     pub license: &'a CStr,
     pub name: &'a str,
+    /// For tracing programs: the kernel function's id in the kernel's BTF (0: none).
+    pub attach_btf_id: u32,
 }
 
 /// BPF_PROG_LOAD, with a verifier log of `log.len()` bytes at `log_level` when `log` is given.
@@ -507,6 +531,7 @@ pub(crate) fn prog_load(p: &ProgLoad<'_>, log: Option<(&mut [u8], u32)>) -> io::
         license: p.license.as_ptr() as u64,
         prog_name: object_name(p.name),
         expected_attach_type: p.expected_attach_type.map_or(0, |t| t as u32),
+        attach_btf_id: p.attach_btf_id,
         ..Default::default()
     };
     if let Some((buf, level)) = log {
@@ -568,6 +593,16 @@ pub(crate) fn link_create(
         flags: 0,
     };
     bpf(BPF_LINK_CREATE, &mut attr).map(owned_fd)
+}
+
+/// BPF_RAW_TRACEPOINT_OPEN without a name: attaches a tracing (fentry/fexit) program to the
+/// kernel function it was loaded for, returning the link.
+pub(crate) fn raw_tracepoint_open(prog: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let mut attr = RawTracepointAttr {
+        name: 0,
+        prog_fd: fd_u32(prog),
+    };
+    bpf(BPF_RAW_TRACEPOINT_OPEN, &mut attr).map(owned_fd)
 }
 
 /// BPF_PROG_QUERY: ids of the programs attached directly to `target` for `attach_type`.

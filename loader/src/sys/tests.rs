@@ -102,6 +102,41 @@ fn attr_structs_match_the_installed_uapi_headers() {
             "bpf_attr.expected_attach_type",
             field!(ProgLoadAttr, expected_attach_type),
         ),
+        ("bpf_attr.prog_btf_fd", field!(ProgLoadAttr, prog_btf_fd)),
+        (
+            "bpf_attr.func_info_rec_size",
+            field!(ProgLoadAttr, func_info_rec_size),
+        ),
+        ("bpf_attr.func_info", field!(ProgLoadAttr, func_info)),
+        (
+            "bpf_attr.func_info_cnt",
+            field!(ProgLoadAttr, func_info_cnt),
+        ),
+        (
+            "bpf_attr.line_info_rec_size",
+            field!(ProgLoadAttr, line_info_rec_size),
+        ),
+        ("bpf_attr.line_info", field!(ProgLoadAttr, line_info)),
+        (
+            "bpf_attr.line_info_cnt",
+            field!(ProgLoadAttr, line_info_cnt),
+        ),
+        (
+            "bpf_attr.attach_btf_id",
+            field!(ProgLoadAttr, attach_btf_id),
+        ),
+        (
+            "bpf_attr.attach_prog_fd",
+            field!(ProgLoadAttr, attach_prog_fd),
+        ),
+        (
+            "bpf_attr.raw_tracepoint.name",
+            field!(RawTracepointAttr, name),
+        ),
+        (
+            "bpf_attr.raw_tracepoint.prog_fd",
+            field!(RawTracepointAttr, prog_fd),
+        ),
         ("bpf_attr.pathname", field!(ObjAttr, pathname)),
         ("bpf_attr.bpf_fd", field!(ObjAttr, bpf_fd)),
         ("bpf_attr.file_flags", field!(ObjAttr, file_flags)),
@@ -217,6 +252,7 @@ fn attr_structs_match_the_installed_uapi_headers() {
         ("ProgQueryAttr", size_of::<ProgQueryAttr>()),
         ("BtfLoadAttr", size_of::<BtfLoadAttr>()),
         ("LinkCreateAttr", size_of::<LinkCreateAttr>()),
+        ("RawTracepointAttr", size_of::<RawTracepointAttr>()),
     ] {
         assert!(
             size <= attr,
@@ -238,6 +274,7 @@ fn attr_structs_match_the_installed_uapi_headers() {
         ("BPF_PROG_LOAD", BPF_PROG_LOAD),
         ("BPF_OBJ_PIN", BPF_OBJ_PIN),
         ("BPF_OBJ_GET", BPF_OBJ_GET),
+        ("BPF_RAW_TRACEPOINT_OPEN", BPF_RAW_TRACEPOINT_OPEN),
         ("BPF_OBJ_GET_INFO_BY_FD", BPF_OBJ_GET_INFO_BY_FD),
         ("BPF_PROG_QUERY", BPF_PROG_QUERY),
         ("BPF_BTF_LOAD", BPF_BTF_LOAD),
