@@ -70,6 +70,8 @@ const volatile __u8 sock_create_cookie = 0;
 const volatile __u8 tracepoint_ancestors = 0;
 /* The same for kprobe programs (the file-open kprobes on do_sys_openat2). */
 const volatile __u8 kprobe_ancestors = 0;
+/* The same for the fexit program on do_sys_openat2. */
+const volatile __u8 fexit_ancestors = 0;
 
 /*
  * The shallowest and deepest level (root = 0) of the cgroups userspace registered, written by
@@ -464,5 +466,28 @@ int podnet_open_kretprobe(struct pt_regs *regs)
 	c = current_counters_walk(&owner, kprobe_ancestors);
 	if (c)
 		__sync_fetch_and_add(&c->file_open_errors, 1);
+	return 0;
+}
+
+/*
+ * File opens at the open path through a BPF trampoline: one fexit program sees each open's result,
+ * so an open and, when it failed, its error are counted together as it returns. Cheaper than a
+ * kprobe pair and with no limit on opens in flight (a kretprobe has a fixed pool of instances), but
+ * it needs the kernel's BTF. Userspace prefers it, then the kprobes, then the tracepoints.
+ */
+SEC("fexit/do_sys_openat2")
+int podnet_open_fexit(__u64 *ctx)
+{
+	/* long do_sys_openat2(int dfd, const char __user *filename, struct open_how *how): the return
+	 * value follows the three arguments. */
+	long ret = (long)ctx[3];
+	__u64 owner = 0;
+	struct podnet_counters *c = current_counters_walk(&owner, fexit_ancestors);
+
+	if (c) {
+		__sync_fetch_and_add(&c->file_opens, 1);
+		if (ret < 0)
+			__sync_fetch_and_add(&c->file_open_errors, 1);
+	}
 	return 0;
 }

@@ -316,6 +316,7 @@ enum Kind {
 #[serde(rename_all = "lowercase")]
 #[allow(dead_code)]
 enum FileOpenProbe {
+    Fexit,
     Kprobe,
     Tracepoint,
 }

@@ -3,8 +3,9 @@
 //!
 //! ```text
 //! <dir>/maps/<map>                     counters, misses, sock_owner, sock_cookie_owner
-//! <dir>/programs/<program>             every program, so a new agent attaches the same ones
-//! <dir>/kprobes/<program>              the file-open kprobe perf links (Linux 5.15; older: not pinned)
+//! <dir>/programs/<program>             every program loaded, so a new agent attaches the same ones
+//! <dir>/fexit/<program>                the file-open fexit link, where the kernel has BTF
+//! <dir>/kprobes/<program>              or the file-open kprobe perf links (Linux 5.15; older: not pinned)
 //! <dir>/tracepoints/<event>            or the file-open tracepoint perf links, where no kprobes
 //! <dir>/pods/<pod uid>/<program>       each pod's cgroup links
 //! ```
@@ -50,12 +51,19 @@ pub fn kprobe(dir: &Path, program: &str) -> PathBuf {
     dir.join("kprobes").join(program)
 }
 
+/// The pin of the file-open fexit program `program`'s link.
+pub fn fexit(dir: &Path, program: &str) -> PathBuf {
+    dir.join("fexit").join(program)
+}
+
 /// What an earlier agent pinned to count file opens under `dir`, if anything: an agent that
 /// adopts the pins keeps it, so that opens are never counted twice.
 pub fn file_open_probe(dir: &Path) -> Option<crate::attach::FileOpenProbe> {
     let has_pins =
         |sub: &str| fs::read_dir(dir.join(sub)).is_ok_and(|mut entries| entries.next().is_some());
-    if has_pins("kprobes") {
+    if has_pins("fexit") {
+        Some(crate::attach::FileOpenProbe::Fexit)
+    } else if has_pins("kprobes") {
         Some(crate::attach::FileOpenProbe::Kprobe)
     } else if has_pins("tracepoints") {
         Some(crate::attach::FileOpenProbe::Tracepoint)

@@ -484,11 +484,23 @@ fn kernel_has_open_kprobes() -> bool {
     })
 }
 
+/// Does this kernel load fexit programs on the open path (what `--open-probe auto` tries first)?
+/// Asked the way podnet asks, by loading one: the kernel may have BTF and the function and still
+/// refuse them (this development VM's does, with EPERM).
+fn kernel_has_open_fexit() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        podnet_loader::probe::tracing_loads(podnet::attach::OPEN_FUNCTION, true).is_ok()
+    })
+}
+
 /// What `fileOpenProbe` says for `--open-probe probe` on this kernel.
 fn expected_open_probe(probe: &str) -> &'static str {
     match probe {
+        "fexit" => "fexit",
         "kprobe" => "kprobe",
         "tracepoint" => "tracepoint",
+        _ if kernel_has_open_fexit() => "fexit",
         _ if kernel_has_open_kprobes() => "kprobe",
         _ => "tracepoint",
     }
@@ -535,6 +547,31 @@ fn file_opens_exact_with_kprobes() {
         return;
     }
     file_opens_and_sockets_exact_with("kprobe");
+}
+
+#[test]
+fn file_opens_exact_with_fexit() {
+    if !require_privileges("file_opens_exact_with_fexit") {
+        return;
+    }
+    if !kernel_has_open_fexit() {
+        // The kernel cannot: podnet says so and why, fails, and leaves nothing attached.
+        let mut c = Cluster::new("nofexit");
+        let pod = c.pod("batch", "f", Layout::Cgroupfs, Qos::BestEffort, &["main"]);
+        let p = c.podnet(&["-o", "json", "--interval", "1s", "--open-probe", "fexit"]);
+        let (status, err) = p.finish_with_stderr();
+        assert!(!status.success(), "{err}");
+        let why = podnet_loader::probe::tracing_loads(podnet::attach::OPEN_FUNCTION, true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--open-probe fexit") && err.contains(&why),
+            "{err}\nexpected the reason: {why}"
+        );
+        wait_detached(&pod.dir);
+        return;
+    }
+    file_opens_and_sockets_exact_with("fexit");
 }
 
 fn file_opens_and_sockets_exact_with(probe: &str) {
@@ -762,6 +799,13 @@ fn container_created_after_attach_is_counted() {
 fn container_created_after_attach_is_counted_with_kprobes() {
     if kernel_has_open_kprobes() {
         container_created_after_attach_is_counted_with("kprobe");
+    }
+}
+
+#[test]
+fn container_created_after_attach_is_counted_with_fexit() {
+    if kernel_has_open_fexit() {
+        container_created_after_attach_is_counted_with("fexit");
     }
 }
 

@@ -145,7 +145,7 @@ pub fn bench() -> Result<String> {
     // The tracker `podnet stats` makes: `Tracker::load` probes the kernel and loads the program
     // variants this kernel runs, then file tracepoints, then both pods followed.
     let tracker = attached_tracker(&pp.resolved()?)?;
-    let variant = *tracker.variant();
+    let variant = tracker.variant().clone();
     // A container that appears after attach is not registered: its events walk up to the pod.
     let late_id = new_container_id();
     let late_dir = pp.a.add_container(&pp.tree, "late", &late_id)?.dir.clone();

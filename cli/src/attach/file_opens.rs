@@ -1,6 +1,6 @@
 //! How podnet counts file opens: the `--open-probe` choice, and attaching the file-open programs
-//! to a kprobe and kretprobe on `do_sys_openat2` or, where the kernel has no kprobes, to the
-//! open-family syscall tracepoints.
+//! to `do_sys_openat2` (an fexit program where the kernel has BTF, else a kprobe and kretprobe) or,
+//! where the kernel allows neither, to the open-family syscall tracepoints.
 
 use anyhow::{bail, Context, Result};
 use log::debug;
@@ -16,9 +16,12 @@ use crate::pins;
 /// it on x86_64.
 pub const OPEN_SYSCALLS: [&str; 4] = ["openat", "openat2", "open", "creat"];
 
-/// The kernel function every open-family syscall goes through (Linux 5.6): the file-open kprobes
-/// sit on its entry and return.
+/// The kernel function every open-family syscall goes through (Linux 5.6): the file-open fexit
+/// program, or the kprobes, sit on its entry and return.
 pub const OPEN_FUNCTION: &str = "do_sys_openat2";
+
+/// The file-open program for fexit: opens and failed opens, counted as each open returns.
+pub const OPEN_FEXIT: &str = "podnet_open_fexit";
 
 /// The file-open programs for kprobes: (program, what it counts).
 pub(super) const OPEN_KPROBES: [&str; 2] = ["podnet_open_kprobe", "podnet_open_kretprobe"];
@@ -26,8 +29,12 @@ pub(super) const OPEN_KPROBES: [&str; 2] = ["podnet_open_kprobe", "podnet_open_k
 /// How file opens are counted (`--open-probe`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum OpenProbe {
-    /// Kprobes on the open path where the kernel has them, else the syscall tracepoints.
+    /// fexit on the open path where the kernel has BTF, else kprobes there, else the syscall
+    /// tracepoints.
     Auto,
+    /// An fexit program on do_sys_openat2, through a BPF trampoline: only opens pay, least of
+    /// all. Fails where the kernel has no BTF (/sys/kernel/btf/vmlinux).
+    Fexit,
     /// A kprobe and a kretprobe on do_sys_openat2: only opens pay. Fails where the kernel has
     /// no kprobes.
     Kprobe,
@@ -39,6 +46,8 @@ pub enum OpenProbe {
 /// What counts file opens in a running tracker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FileOpenProbe {
+    /// The fexit program on [`OPEN_FUNCTION`].
+    Fexit,
     /// The kprobe and kretprobe on [`OPEN_FUNCTION`].
     Kprobe,
     /// The open-family syscall tracepoints.
@@ -49,6 +58,7 @@ impl FileOpenProbe {
     /// The name shown in `fileOpenProbe` of the JSON document.
     pub fn name(self) -> &'static str {
         match self {
+            FileOpenProbe::Fexit => "fexit",
             FileOpenProbe::Kprobe => "kprobe",
             FileOpenProbe::Tracepoint => "tracepoint",
         }
@@ -56,23 +66,32 @@ impl FileOpenProbe {
 }
 
 /// The start of the warning given when file opens are counted with the syscall tracepoints
-/// although kprobes were asked for (`--open-probe auto`).
+/// although fexit or kprobes were asked for (`--open-probe auto`).
 pub const TRACEPOINT_OPENS_WARNING: &str = "file opens are counted with syscall tracepoints";
 
 impl Tracker {
-    /// Attaches the file-open programs as `want` says: [`OpenProbe::Auto`] takes the kprobes on
-    /// [`OPEN_FUNCTION`] where they attach (the kernel has kprobes and the function), else the
-    /// syscall tracepoints (with a warning naming their cost). An agent that adopts pins keeps
+    /// Attaches the file-open programs as `want` says: [`OpenProbe::Auto`] takes the fexit
+    /// program on [`OPEN_FUNCTION`] where it loaded and attaches (the kernel has BTF and BPF
+    /// trampolines), else the kprobes there where they attach (the kernel has kprobes and the
+    /// function), else the syscall tracepoints (with a warning naming their cost). An agent that adopts pins keeps
     /// whichever an earlier agent pinned, so opens are never counted twice. Returns warnings.
     pub fn attach_file_opens(&mut self, want: OpenProbe) -> Result<Vec<String>> {
         let pinned = self.pins.as_ref().and_then(|d| pins::file_open_probe(d));
         let want = match (pinned, want) {
+            (Some(FileOpenProbe::Fexit), _) => OpenProbe::Fexit,
             (Some(FileOpenProbe::Kprobe), _) => OpenProbe::Kprobe,
             (Some(FileOpenProbe::Tracepoint), _) => OpenProbe::Tracepoint,
             (None, w) => w,
         };
         let degraded = match want {
             OpenProbe::Tracepoint => None,
+            OpenProbe::Fexit => {
+                return self.attach_open_fexit().with_context(|| {
+                    format!(
+                        "counting file opens with fexit on {OPEN_FUNCTION} (--open-probe fexit)"
+                    )
+                });
+            }
             OpenProbe::Kprobe => {
                 return self.attach_open_kprobes().with_context(|| {
                     format!(
@@ -80,19 +99,26 @@ impl Tracker {
                     )
                 });
             }
-            // Attaching is the test: it fails where the function or kprobes are missing. Only
-            // then are /proc/kallsyms and available_filter_functions read (slow: 100k+ lines),
-            // to say why.
-            OpenProbe::Auto => match self.attach_open_kprobes() {
-                Ok(w) => return Ok(w),
-                Err(e) => match podnet_loader::kernel_function_exists(OPEN_FUNCTION) {
-                    Ok(false) => Some(format!(
-                        "this kernel has no function {OPEN_FUNCTION} in /proc/kallsyms or \
-                         available_filter_functions (Linux 5.6)"
-                    )),
-                    _ => Some(format!("{e:#}")),
-                },
-            },
+            // Attaching is the test: it fails where the function, BTF or kprobes are missing.
+            // Only then are /proc/kallsyms and available_filter_functions read (slow: 100k+
+            // lines), to say why.
+            OpenProbe::Auto => {
+                let fexit = match self.attach_open_fexit() {
+                    Ok(w) => return Ok(w),
+                    Err(e) => e,
+                };
+                let kprobe = match self.attach_open_kprobes() {
+                    Ok(w) => return Ok(w),
+                    Err(e) => match podnet_loader::kernel_function_exists(OPEN_FUNCTION) {
+                        Ok(false) => format!(
+                            "this kernel has no function {OPEN_FUNCTION} in /proc/kallsyms or \
+                             available_filter_functions (Linux 5.6)"
+                        ),
+                        _ => format!("{e:#}"),
+                    },
+                };
+                Some(format!("fexit: {fexit:#}; kprobes: {kprobe}"))
+            }
         };
         let mut warnings = match self.attach_file_tracepoints() {
             Err(e) if perf_events_restricted(&e) => {
@@ -111,11 +137,38 @@ impl Tracker {
         if let Some(reason) = degraded {
             debug!("no file-open kprobes: {reason}");
             warnings.push(format!(
-                "{TRACEPOINT_OPENS_WARNING} (no kprobes on {OPEN_FUNCTION}: {reason}): while \
+                "{TRACEPOINT_OPENS_WARNING} (no fexit or kprobes on {OPEN_FUNCTION}: {reason}): while \
                  podnet runs, every system call of every process on the node takes the kernel's \
                  slower traced path (getpid costs about 45% more)"
             ));
         }
+        Ok(warnings)
+    }
+
+    /// Attaches the fexit program on [`OPEN_FUNCTION`]: one BPF link, pinned in pinned mode.
+    fn attach_open_fexit(&mut self) -> Result<Vec<String>> {
+        if let Some(why) = &self.variant.fexit_unavailable {
+            bail!("{why}");
+        }
+        let prog = self.object.program(OPEN_FEXIT).with_context(|| {
+            format!(
+                "{OPEN_FEXIT} was not loaded (the agent that pinned podnet's programs could not)"
+            )
+        })?;
+        let mut warnings = Vec::new();
+        let pin = self.pins.as_ref().map(|d| pins::fexit(d, OPEN_FEXIT));
+        if self.read_only {
+        } else if pin.as_ref().is_some_and(|p| p.exists()) {
+            debug!("{OPEN_FEXIT} stays attached (pinned)");
+        } else {
+            let link = prog
+                .attach_tracing()
+                .with_context(|| format!("attaching {OPEN_FEXIT}"))?;
+            debug!("attached {OPEN_FEXIT} ({})", link.target());
+            let kept = pin_or_keep(link, pin, &mut warnings);
+            self.open_links.extend(kept);
+        }
+        self.variant.file_opens = Some(FileOpenProbe::Fexit);
         Ok(warnings)
     }
 

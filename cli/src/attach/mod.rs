@@ -27,8 +27,8 @@ mod pinned;
 mod variant;
 
 pub use file_opens::{
-    perf_event_paranoid, FileOpenProbe, OpenProbe, NO_FILE_OPENS, OPEN_FUNCTION, OPEN_SYSCALLS,
-    TRACEPOINT_OPENS_WARNING,
+    perf_event_paranoid, FileOpenProbe, OpenProbe, NO_FILE_OPENS, OPEN_FEXIT, OPEN_FUNCTION,
+    OPEN_SYSCALLS, TRACEPOINT_OPENS_WARNING,
 };
 pub use pinned::UNPINNED_OPENS;
 pub use variant::{KernelVariant, SocketOwner, UNREGISTERED_OPENS_WARNING};
@@ -115,10 +115,22 @@ impl Tracker {
             ObjectSpec::parse(BPF_OBJECT).context("parsing podnet's embedded BPF object")?;
         let capacity = max_pods.saturating_mul(CGROUPS_PER_POD);
         spec.map_mut("counters")?.max_entries = capacity;
-        let variant = KernelVariant::probe(&spec)?;
+        let mut variant = KernelVariant::probe(&spec)?;
         variant.apply(&mut spec, capacity)?;
-        let object =
-            Object::load(&spec).context("loading podnet's BPF programs into the kernel")?;
+        let object = match Object::load(&spec) {
+            // The fexit program is the one a kernel may refuse although it has what the probes
+            // look for (BTF and the function): then the kprobes or tracepoints count opens.
+            Err(LoaderError::Verifier {
+                program, reason, ..
+            }) if program == OPEN_FEXIT => {
+                info!("{OPEN_FEXIT} does not load on this kernel ({reason}): left out");
+                variant.fexit_unavailable = Some(format!("the kernel refused it: {reason}"));
+                spec.remove_program(OPEN_FEXIT)?;
+                Object::load(&spec)
+            }
+            other => other,
+        }
+        .context("loading podnet's BPF programs into the kernel")?;
         info!("loaded BPF object: counters map for {capacity} cgroups, {variant:?}");
         Ok(Tracker {
             object,

@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 
 use podnet_loader::ObjectSpec;
 
-use super::{FileOpenProbe, OPEN_FUNCTION};
+use super::{FileOpenProbe, OPEN_FEXIT, OPEN_FUNCTION};
 
 /// How podnet's programs find a TCP socket's owner on this kernel (probed, never guessed from the
 /// version): the program variant is chosen by `.rodata` constants before load.
@@ -19,7 +19,7 @@ pub enum SocketOwner {
 }
 
 /// The program variants this kernel can load.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelVariant {
     /// How TCP sockets are attributed in sockops.
     pub socket_owner: SocketOwner,
@@ -31,6 +31,11 @@ pub struct KernelVariant {
     pub preallocate_counters: bool,
     /// The file-open kprobes can walk up the cgroup tree (the same helper in kprobe programs).
     pub kprobe_ancestors: bool,
+    /// Why the file-open fexit program cannot load here (no kernel BTF, or no
+    /// [`OPEN_FUNCTION`] in it), or `None` where it can.
+    pub fexit_unavailable: Option<String>,
+    /// The file-open fexit program can walk up the cgroup tree.
+    pub fexit_ancestors: bool,
     /// What counts file opens, once attached (`None` before).
     pub file_opens: Option<FileOpenProbe>,
 }
@@ -87,11 +92,24 @@ impl KernelVariant {
             retprobe: false,
         };
         let kprobe_ancestors = probe(kprobe, Helper::GetCurrentAncestorCgroupId)?;
+        // After the probes above, which needed the same privileges: a refusal here is the
+        // kernel's (no BTF, no function, or a policy against trampolines).
+        let fexit_unavailable = podnet_loader::probe::tracing_loads(OPEN_FUNCTION, true)
+            .err()
+            .map(|e| e.to_string());
+        let fexit = ProgramKind::Tracing {
+            function: OPEN_FUNCTION.into(),
+            exit: true,
+        };
+        let fexit_ancestors =
+            fexit_unavailable.is_none() && probe(fexit, Helper::GetCurrentAncestorCgroupId)?;
         Ok(KernelVariant {
             socket_owner,
             tracepoint_ancestors,
             preallocate_counters,
             kprobe_ancestors,
+            fexit_unavailable,
+            fexit_ancestors,
             file_opens: None,
         })
     }
@@ -106,6 +124,11 @@ impl KernelVariant {
         spec.set_global("sockops_current_cgroup", &[current as u8])?;
         spec.set_global("tracepoint_ancestors", &[self.tracepoint_ancestors as u8])?;
         spec.set_global("kprobe_ancestors", &[self.kprobe_ancestors as u8])?;
+        spec.set_global("fexit_ancestors", &[self.fexit_ancestors as u8])?;
+        if self.fexit_unavailable.is_some() {
+            // It would not load; the kprobes or tracepoints count opens instead.
+            spec.remove_program(OPEN_FEXIT)?;
+        }
         spec.set_global("sock_create_cookie", &[cookie as u8])?;
         if cookie {
             // One entry per open socket of the tracked pods; an evicted one costs only
@@ -122,6 +145,7 @@ impl KernelVariant {
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
         let (walks, kind) = match self.file_opens {
+            Some(FileOpenProbe::Fexit) => (self.fexit_ancestors, "fexit"),
             Some(FileOpenProbe::Kprobe) => (self.kprobe_ancestors, "kprobe"),
             _ => (self.tracepoint_ancestors, "tracepoint"),
         };

@@ -98,9 +98,11 @@ pub struct StatsArgs {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub refresh_interval: Duration,
 
-    /// How file opens are counted: `kprobe` (on the open path, only opens pay), `tracepoint`
-    /// (the syscall tracepoints: every syscall on the node pays while podnet runs), or `auto`
-    /// (kprobes where the kernel has them, else tracepoints with a warning).
+    /// How file opens are counted: `fexit` (on the open path through a BPF trampoline, only
+    /// opens pay; needs the kernel's BTF), `kprobe` (on the open path, only opens pay),
+    /// `tracepoint` (the syscall tracepoints: every syscall on the node pays while podnet runs),
+    /// or `auto` (fexit where the kernel has BTF, else kprobes where it has them, else
+    /// tracepoints with a warning).
     #[arg(long, value_enum, default_value = "auto", value_name = "PROBE")]
     pub open_probe: crate::attach::OpenProbe,
 }

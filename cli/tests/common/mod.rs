@@ -322,6 +322,10 @@ pub fn n(v: &Value, pointer: &str) -> u64 {
 pub fn opens_walk_up(doc: &Value) -> bool {
     use podnet_loader::probe::{helper_available, Helper};
     let kind = match doc["fileOpenProbe"].as_str() {
+        Some("fexit") => podnet_loader::ProgramKind::Tracing {
+            function: podnet::attach::OPEN_FUNCTION.into(),
+            exit: true,
+        },
         Some("kprobe") => podnet_loader::ProgramKind::Kprobe {
             function: podnet::attach::OPEN_FUNCTION.into(),
             retprobe: false,
