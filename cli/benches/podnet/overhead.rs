@@ -108,6 +108,9 @@ pub fn bench() -> Result<String> {
     {
         probes.push(OpenProbe::Kprobe);
     }
+    if podnet_loader::probe::tracing_loads(podnet::attach::OPEN_FUNCTION, true).is_ok() {
+        probes.push(OpenProbe::Fexit);
+    }
     // results[(mode, depth, op)] = trials
     let mut results: std::collections::BTreeMap<(String, usize, &str), Vec<f64>> =
         Default::default();
@@ -143,7 +146,8 @@ pub fn bench() -> Result<String> {
         "\n## 6. What processes outside every pod pay, and the one-shot's exit\n\n\
          `getpid` ({GETPIDS} calls) and `openat`+`close` of /dev/null ({OPENS} pairs) in a \
          child process forked into a cgroup outside every pod, at depth 0 (the root), 6 and 12. \
-         *Detached*: nothing loaded; *tracepoint* / *kprobe*: a `Tracker` as `podnet stats` \
+         *Detached*: nothing loaded; *tracepoint* / *kprobe* / *fexit* (where the kernel takes \
+         them): a `Tracker` as `podnet stats` \
          makes it with that `--open-probe` (two pods followed). Medians of {TRIALS} trials, ns \
          per call, and in brackets the ratio to the *floor*: the same loop at depth 0 with \
          nothing loaded, measured in the same run.\n"
