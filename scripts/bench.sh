@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # podnet's benchmarks: per-event cost of each BPF program, throughput with and without podnet,
-# counters-map reads, attach/detach time and peak RSS, on this machine's real kernel.
-# `sudo make bench` builds the binaries and runs this. Arguments pick sections
-# (events throughput maps attach rss; default all). The report is printed and written to
+# counters-map reads, attach/detach time, peak RSS, the outside-pods overhead and the agent's
+# footprint, on this machine's real kernel. `sudo make bench` builds the binaries and runs this.
+# Arguments pick sections (events throughput maps attach rss overhead agent; default all). The report is printed and written to
 # target/bench-report.md.
 set -euo pipefail
 
@@ -37,6 +37,6 @@ trap 'echo "$previous" > "$stats"' EXIT
 
 report="${PODNET_BENCH_REPORT:-$target/bench-report.md}"
 export PODNET_BENCH_REPORT="$report"
-# Bounded: the whole run takes about a minute on 2 vCPUs.
+# Bounded: the whole run takes about a minute on 2 vCPUs, plus about 2.5 minutes for `agent`.
 timeout 600 cargo bench --locked -p podnet --bench podnet -- "$@"
 echo "bench: report in $report"

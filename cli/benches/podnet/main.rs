@@ -21,6 +21,12 @@
 //!   refresh, detaching pods, unloading.
 //! - `rss` ([`rss`]): peak resident set of the release `podnet stats` binary, one shot over 10,
 //!   100 and 500 pods.
+//! - `overhead` ([`overhead`]): what processes outside every pod pay per `getpid` and `openat`
+//!   at several cgroup depths, detached and attached, and the one-shot's exit time.
+//! - `agent` ([`agent`]): the release `podnet agent` following 110 and 1000 sandbox pods listed
+//!   and watched through the stub API server: VmRSS/VmHWM after sync, CPU per `/metrics` scrape
+//!   (idle CPU subtracted), ADDED → first counted packet of a new pod, and the API requests it
+//!   makes in steady state, after a dropped watch and after a forced relist, per hour.
 //!
 //! Every section measures podnet's own code paths: `Tracker::load` (which probes the kernel and
 //! picks the program variants users get), `follow()`, `attach_file_tracepoints()`, and the
@@ -28,14 +34,17 @@
 //! itself.
 //!
 //! Everything lives in sandbox objects (cgroup trees, network namespaces, veth pairs with
-//! addresses in 198.18.0.0/15) that are removed on drop. Needs root; the whole run takes about a
-//! minute on 2 vCPUs. The report is printed and written to `target/bench-report.md` (or to
-//! `$PODNET_BENCH_REPORT`).
+//! addresses in 198.18.0.0/15) that are removed on drop; the `agent` section's pins are
+//! uninstalled with `podnet agent --uninstall`. Needs root; the whole run takes about a minute on
+//! 2 vCPUs, plus about 2.5 minutes for `agent` (two 60 s steady windows;
+//! `PODNET_BENCH_AGENT_SECS` changes them). The report is printed and written to
+//! `target/bench-report.md` (or to `$PODNET_BENCH_REPORT`).
 //!
 //! The throughput loops run in helper processes: this executable started again with
 //! `PODNET_BENCH_HELPER` set, which joins a pod's cgroup and a network namespace and times its own
 //! send/receive loop (see [`helper`]).
 
+mod agent;
 mod attach;
 mod common;
 mod events;
@@ -56,7 +65,15 @@ use anyhow::{Context, Result};
 use podnet_testing::sandbox::require_privileges;
 
 /// The sections, in the order they run.
-const SECTIONS: [&str; 6] = ["events", "throughput", "maps", "attach", "rss", "overhead"];
+const SECTIONS: [&str; 7] = [
+    "events",
+    "throughput",
+    "maps",
+    "attach",
+    "rss",
+    "overhead",
+    "agent",
+];
 
 fn main() -> ExitCode {
     if let Ok(spec) = std::env::var(overhead::LOOP_ENV) {
@@ -123,6 +140,7 @@ fn run(sections: &[&str]) -> Result<PathBuf> {
             "attach" => attach::bench()?,
             "rss" => rss::bench()?,
             "overhead" => overhead::bench()?,
+            "agent" => agent::bench()?,
             _ => unreachable!("checked in main"),
         };
         report.add(&md);
