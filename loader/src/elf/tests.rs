@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::reloc::{CALL, LD_IMM64, PSEUDO_MAP_FD, PSEUDO_MAP_VALUE};
-use crate::uapi::{MapType, ProgType};
+use crate::uapi::{AttachType, MapType, ProgType};
 
 macro_rules! bpf_object {
     ($name:literal) => {
