@@ -66,19 +66,8 @@ fn probe_program(helper: Helper) -> [Insn; 3] {
             imm: helper as i32,
         },
         // BPF_ALU64 | BPF_MOV | BPF_K: r0 = 1
-        Insn {
-            code: 0xb7,
-            regs: 0,
-            off: 0,
-            imm: 1,
-        },
-        // BPF_JMP | BPF_EXIT
-        Insn {
-            code: 0x95,
-            regs: 0,
-            off: 0,
-            imm: 0,
-        },
+        Insn { imm: 1, ..RETURN_0 },
+        EXIT,
     ]
 }
 
@@ -87,6 +76,28 @@ struct Answer {
     loaded: bool,
     /// The end of the verifier log (written on success too, at log level 1).
     log: String,
+}
+
+/// BPF_PROG_LOAD of a probe program (GPL, level-1 log): the kernel's answer, and the end of the
+/// log (written on success too).
+fn load_probe(
+    prog_type: ProgType,
+    attach_type: Option<AttachType>,
+    attach_btf_id: u32,
+    insns: &[Insn],
+) -> (std::io::Result<()>, String) {
+    let license = CString::new("GPL").expect("no NUL");
+    let attr = sys::ProgLoad {
+        prog_type,
+        expected_attach_type: attach_type,
+        insns,
+        license: &license,
+        name: "podnet_probe",
+        attach_btf_id,
+    };
+    let mut log = vec![0u8; 4096];
+    let result = sys::memlock_retry(|| sys::prog_load(&attr, Some((&mut log, 1)))).map(drop);
+    (result, crate::program::log_tail(&log, 5))
 }
 
 /// Loads `insns` as a program of type `prog_type`. `Err` only for EPERM: the probe cannot answer
@@ -98,18 +109,9 @@ fn try_load(
     insns: &[Insn],
     what: &str,
 ) -> Result<Answer> {
-    let license = CString::new("GPL").expect("no NUL");
-    let attr = sys::ProgLoad {
-        prog_type,
-        expected_attach_type: attach_type,
-        insns,
-        license: &license,
-        name: "podnet_probe",
-        attach_btf_id,
-    };
-    let mut log = vec![0u8; 4096];
-    let loaded = match sys::memlock_retry(|| sys::prog_load(&attr, Some((&mut log, 1)))) {
-        Ok(_fd) => true,
+    let (result, log) = load_probe(prog_type, attach_type, attach_btf_id, insns);
+    let loaded = match result {
+        Ok(()) => true,
         Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM)) => {
             return Err(Error::sys(format!("probe for {what}"), e));
         }
@@ -118,7 +120,6 @@ fn try_load(
             false
         }
     };
-    let log = crate::program::log_tail(&log, 5);
     log::debug!("probe {what} in {prog_type:?}: loaded = {loaded}: {log}");
     Ok(Answer { loaded, log })
 }
@@ -169,22 +170,26 @@ fn map_reference_program(map_fd: i32) -> [Insn; 4] {
             off: 0,
             imm: 0,
         },
-        // BPF_ALU64 | BPF_MOV | BPF_K: r0 = 0
-        Insn {
-            code: 0xb7,
-            regs: 0,
-            off: 0,
-            imm: 0,
-        },
-        // BPF_JMP | BPF_EXIT
-        Insn {
-            code: 0x95,
-            regs: 0,
-            off: 0,
-            imm: 0,
-        },
+        RETURN_0,
+        EXIT,
     ]
 }
+
+/// BPF_ALU64 | BPF_MOV | BPF_K: r0 = 0.
+const RETURN_0: Insn = Insn {
+    code: 0xb7,
+    regs: 0,
+    off: 0,
+    imm: 0,
+};
+
+/// BPF_JMP | BPF_EXIT.
+const EXIT: Insn = Insn {
+    code: 0x95,
+    regs: 0,
+    off: 0,
+    imm: 0,
+};
 
 /// Whether this kernel loads an fentry (`exit` false) or fexit program on kernel function
 /// `function`: `Err` says why not ([`Error::NoTracing`]: no kernel BTF, the function is not in it,
@@ -198,47 +203,23 @@ pub fn tracing_loads(function: &str, exit: bool) -> Result<()> {
     } else {
         (AttachType::TraceFentry, "fentry")
     };
-    let license = CString::new("GPL").expect("no NUL");
-    let insns = [
-        // BPF_ALU64 | BPF_MOV | BPF_K: r0 = 0
-        Insn {
-            code: 0xb7,
-            regs: 0,
-            off: 0,
-            imm: 0,
-        },
-        // BPF_JMP | BPF_EXIT
-        Insn {
-            code: 0x95,
-            regs: 0,
-            off: 0,
-            imm: 0,
-        },
-    ];
-    let attr = sys::ProgLoad {
-        prog_type: ProgType::Tracing,
-        expected_attach_type: Some(attach_type),
-        insns: &insns,
-        license: &license,
-        name: "podnet_probe",
+    let (result, tail) = load_probe(
+        ProgType::Tracing,
+        Some(attach_type),
         attach_btf_id,
-    };
-    let mut log = vec![0u8; 4096];
-    match sys::memlock_retry(|| sys::prog_load(&attr, Some((&mut log, 1)))) {
-        Ok(_fd) => Ok(()),
-        Err(e) => {
-            let tail = crate::program::log_tail(&log, 3);
-            log::debug!("probe {kind} on {function}: {e}: {tail}");
-            Err(Error::NoTracing(match e.raw_os_error() {
-                Some(libc::EPERM) => format!(
-                    "the kernel refuses {kind} programs on {function} with EPERM although it \
-                     loads other BPF programs for this process: a security policy forbids them"
-                ),
-                _ if tail.is_empty() => format!("the kernel refuses {kind} on {function}: {e}"),
-                _ => format!("the kernel refuses {kind} on {function}: {e}: {tail}"),
-            }))
-        }
-    }
+        &[RETURN_0, EXIT],
+    );
+    result.map_err(|e| {
+        log::debug!("probe {kind} on {function}: {e}: {tail}");
+        Error::NoTracing(match e.raw_os_error() {
+            Some(libc::EPERM) => format!(
+                "the kernel refuses {kind} programs on {function} with EPERM although it \
+                 loads other BPF programs for this process: a security policy forbids them"
+            ),
+            _ if tail.is_empty() => format!("the kernel refuses {kind} on {function}: {e}"),
+            _ => format!("the kernel refuses {kind} on {function}: {e}: {tail}"),
+        })
+    })
 }
 
 /// Whether programs of `kind` may call `helper` on this kernel (cached). Errors only when the

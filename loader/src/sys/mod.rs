@@ -649,22 +649,7 @@ pub(crate) fn perf_event_open_tracepoint(id: u64) -> io::Result<OwnedFd> {
         wakeup_events: 1,
         ..Default::default()
     };
-    // SAFETY: `attr` is a valid perf_event_attr of the size it declares (PERF_ATTR_SIZE_VER0);
-    // pid -1 / cpu 0 / group -1 are plain integers.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_perf_event_open,
-            &mut attr as *mut PerfEventAttr,
-            -1 as libc::pid_t,
-            0 as libc::c_int,
-            -1 as libc::c_int,
-            PERF_FLAG_FD_CLOEXEC,
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(owned_fd(ret))
+    perf_event_open(&mut attr)
 }
 
 /// perf_event_open(2) of a kprobe (or, with `retprobe_bit`, a kretprobe) on kernel function
@@ -688,13 +673,22 @@ pub(crate) fn perf_event_open_kprobe(
         config1: function.as_ptr() as u64,
         ..Default::default()
     };
-    // SAFETY: `attr` is a valid perf_event_attr of the size it declares (PERF_ATTR_SIZE_VER0);
-    // its `kprobe_func` points into `function`, a NUL-terminated string that outlives the call
-    // (the kernel copies it); pid -1 / cpu 0 / group -1 are plain integers.
+    // `kprobe_func` points into `function`, a NUL-terminated string borrowed for this whole
+    // function, so it outlives the call (the kernel copies it).
+    perf_event_open(&mut attr)
+}
+
+/// perf_event_open(2) of `attr` on CPU 0 for all processes (pid -1), no group, close-on-exec.
+/// Any pointer in `attr` (a kprobe's function name) must point to memory that lives until this
+/// returns.
+fn perf_event_open(attr: &mut PerfEventAttr) -> io::Result<OwnedFd> {
+    // SAFETY: `attr` is a valid, exclusively borrowed perf_event_attr of the size it declares
+    // (PERF_ATTR_SIZE_VER0); the callers keep what its pointers point to alive for the call;
+    // pid -1 / cpu 0 / group -1 are plain integers.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_perf_event_open,
-            &mut attr as *mut PerfEventAttr,
+            attr as *mut PerfEventAttr,
             -1 as libc::pid_t,
             0 as libc::c_int,
             -1 as libc::c_int,
