@@ -561,9 +561,10 @@ fn file_opens_exact_with_fexit() {
         let p = c.podnet(&["-o", "json", "--interval", "1s", "--open-probe", "fexit"]);
         let (status, err) = p.finish_with_stderr();
         assert!(!status.success(), "{err}");
-        let why = podnet_loader::probe::tracing_loads(podnet::attach::OPEN_FUNCTION, true)
-            .unwrap_err()
-            .to_string();
+        let why = match podnet_loader::probe::tracing_loads(podnet::attach::OPEN_FUNCTION, true) {
+            Err(podnet_loader::Error::NoTracing(why)) => why,
+            other => panic!("expected the kernel's reason, got {other:?}"),
+        };
         assert!(
             err.contains("--open-probe fexit") && err.contains(&why),
             "{err}\nexpected the reason: {why}"

@@ -105,19 +105,18 @@ impl Tracker {
             OpenProbe::Auto => {
                 let fexit = match self.attach_open_fexit() {
                     Ok(w) => return Ok(w),
-                    Err(e) => e,
+                    Err(e) => short_reason(&e),
                 };
                 let kprobe = match self.attach_open_kprobes() {
                     Ok(w) => return Ok(w),
                     Err(e) => match podnet_loader::kernel_function_exists(OPEN_FUNCTION) {
-                        Ok(false) => format!(
-                            "this kernel has no function {OPEN_FUNCTION} in /proc/kallsyms or \
-                             available_filter_functions (Linux 5.6)"
-                        ),
-                        _ => format!("{e:#}"),
+                        Ok(false) => {
+                            format!("no function {OPEN_FUNCTION} in /proc/kallsyms (Linux 5.6)")
+                        }
+                        _ => short_reason(&e),
                     },
                 };
-                Some(format!("fexit: {fexit:#}; kprobes: {kprobe}"))
+                Some(format!("fexit: {fexit}; kprobes: {kprobe}"))
             }
         };
         let mut warnings = match self.attach_file_tracepoints() {
@@ -137,9 +136,9 @@ impl Tracker {
         if let Some(reason) = degraded {
             debug!("no file-open kprobes: {reason}");
             warnings.push(format!(
-                "{TRACEPOINT_OPENS_WARNING} (no fexit or kprobes on {OPEN_FUNCTION}: {reason}): while \
-                 podnet runs, every system call of every process on the node takes the kernel's \
-                 slower traced path (getpid costs about 45% more)"
+                "{TRACEPOINT_OPENS_WARNING}: while podnet runs, every system call of every \
+                 process on the node takes the kernel's slower traced path (getpid costs about 45% \
+                 more); the open path itself could not be probed ({reason})"
             ));
         }
         Ok(warnings)
@@ -244,6 +243,18 @@ impl Tracker {
             warnings.push("no file-open tracepoints attached: file opens read 0".to_string());
         }
         Ok(warnings)
+    }
+}
+
+/// Why a file-open probe did not attach, in a few words: the loader's own reason for the kinds
+/// of refusal that say what the kernel lacks, else the whole error chain.
+fn short_reason(e: &anyhow::Error) -> String {
+    match e.chain().find_map(|c| c.downcast_ref::<LoaderError>()) {
+        Some(LoaderError::NoTracing(why)) => why.clone(),
+        Some(LoaderError::NoKprobes(why)) => {
+            format!("{why}; the kernel needs CONFIG_KPROBES and CONFIG_KPROBE_EVENTS")
+        }
+        _ => format!("{e:#}"),
     }
 }
 

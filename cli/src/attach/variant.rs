@@ -96,7 +96,10 @@ impl KernelVariant {
         // kernel's (no BTF, no function, or a policy against trampolines).
         let fexit_unavailable = podnet_loader::probe::tracing_loads(OPEN_FUNCTION, true)
             .err()
-            .map(|e| e.to_string());
+            .map(|e| match e {
+                podnet_loader::Error::NoTracing(why) => why,
+                e => e.to_string(),
+            });
         let fexit = ProgramKind::Tracing {
             function: OPEN_FUNCTION.into(),
             exit: true,
