@@ -213,8 +213,8 @@ pub fn tracing_loads(function: &str, exit: bool) -> Result<()> {
         log::debug!("probe {kind} on {function}: {e}: {tail}");
         Error::NoTracing(match e.raw_os_error() {
             Some(libc::EPERM) => format!(
-                "the kernel refuses {kind} programs with EPERM, as it does not other BPF \
-                 programs of this process: a security policy forbids them"
+                "the kernel refuses {kind} programs with EPERM, though it loads this \
+                 process's other BPF programs: a security policy forbids them"
             ),
             _ if tail.is_empty() => format!("the kernel refuses {kind} on {function}: {e}"),
             _ => format!("the kernel refuses {kind} on {function}: {e}: {tail}"),
