@@ -11,7 +11,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use common::agent::{Agent, PinDir};
+use common::agent::{registered, Agent, PinDir};
 use common::{attached_programs, Cluster};
 use podnet_testing::sandbox::{require_privileges, Layout, Qos, SandboxPod};
 use serde_json::Value;
@@ -100,18 +100,6 @@ fn settled(text: &str, live: &BTreeSet<(String, String)>) -> bool {
     tracked_pods(text) == Some(live.len())
         && s.len() == live.len()
         && s.into_iter().eq(live.iter().cloned())
-}
-
-/// The keys of the agent's pinned counters map: the cgroup ids it has registered.
-fn registered(pins: &PinDir) -> BTreeSet<u64> {
-    let map = podnet_loader::Map::from_pin(pins.0.join("maps").join("counters"))
-        .expect("opening the agent's pinned counters map");
-    map.keys()
-        .map(|k| {
-            let k = k.expect("iterating the counters map");
-            u64::from_ne_bytes(k[..8].try_into().expect("8-byte keys"))
-        })
-        .collect()
 }
 
 /// The pod uids with links pinned under the pin directory.

@@ -8,9 +8,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::agent::{metric, pair, Agent, PinDir};
+use common::agent::{metric, pair, registered, Agent, PinDir};
 use common::{attached_programs, podnet_bin, Cluster, NODE};
-use podnet_testing::sandbox::require_privileges;
+use podnet_testing::sandbox::{new_container_id, require_privileges};
 use serde_json::Value;
 
 /// The five cgroup programs podnet attaches to each pod directory.
@@ -343,4 +343,50 @@ fn a_failed_start_pins_nothing() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/nonexistent/kubeconfig"), "{stderr}");
     assert!(!pins.0.exists(), "a failed start left {}", pins.0.display());
+}
+
+/// A container that starts in a pod the agent already follows (a restart) is registered while
+/// nothing else changes: the agent, settled, still looks at the cgroup tree (every few seconds),
+/// and the pod's counts stay exact throughout.
+#[test]
+fn a_restarted_container_is_registered_while_the_agent_is_settled() {
+    if !require_privileges("a_restarted_container_is_registered_while_the_agent_is_settled") {
+        return;
+    }
+    let mut c = Cluster::new("agent-restart");
+    let mut p = pair(&mut c, "arst");
+    let pins = PinDir::new("restart");
+    let mut agent = Agent::start(&c, &pins);
+    agent.wait_ready();
+    let first = p.a.cgroup_id().unwrap();
+    assert!(registered(&pins).contains(&first));
+    let restarted =
+        p.a.add_container(&c.tree, "app-restarted", &new_container_id())
+            .unwrap()
+            .cgroup_id()
+            .unwrap();
+    c.api
+        .update_pod(p.a.pod_json("shop", "arst-a", NODE, &[("app", "arst-a")]));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !registered(&pins).contains(&restarted) {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted container's cgroup was not registered within 60 s:\n{}",
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Both the first container's and the new one's cgroups stay registered, with the pod's.
+    let ids = registered(&pins);
+    assert!(ids.contains(&first) && ids.contains(&p.a.containers[0].cgroup_id().unwrap()));
+    let n = 23u64;
+    p.udp(9310, n, 300);
+    agent.wait_metrics("a's datagrams", |t| {
+        metric(
+            t,
+            "podnet_pod_network_transmit_packets_total",
+            "shop",
+            "arst-a",
+        ) == Some(n)
+    });
 }

@@ -1,8 +1,11 @@
 //! `podnet agent`: the always-on mode, one per node (the DaemonSet).
 //!
-//! Pods come from a kube watch scoped to this node (never from periodic lists); every half
-//! second the pods known are resolved against the cgroup tree and followed, so a pod whose
-//! directory appears after its watch event is attached within a second. The loaded object and
+//! Pods come from a kube watch scoped to this node (never from periodic lists). The pods known
+//! are resolved against the cgroup tree and followed every half second while anything is
+//! unsettled (the watch changed the pod set, or a running pod has no cgroup yet), so a pod whose
+//! directory appears after its watch event is attached within a second; once every pod is
+//! followed, every five seconds, enough to register restarted containers (whose traffic counts
+//! in their pod's totals meanwhile) without rescanning a large node's tree twice a second. The loaded object and
 //! every attachment are pinned under `--pin-dir` ([`crate::pins`]): a restarted agent adopts them
 //! and the counters go on, also while no agent runs. An HTTP server serves `/metrics`, `/stats`,
 //! `/healthz` and `/readyz`.
@@ -31,8 +34,12 @@ use crate::sample::{self, Snapshot};
 
 /// Where the agent listens by default.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9983";
-/// How often the known pods are resolved against the cgroup tree and followed.
+/// How often the known pods are resolved against the cgroup tree and followed while something is
+/// unsettled.
 const SYNC_EVERY: Duration = Duration::from_millis(500);
+/// How often when every running pod the watch reported is followed. Each sync walks the whole
+/// cgroup tree: at 1000 pods, twice a second cost about 9 % of a core (testing/BENCHMARKS.md).
+const SETTLED_SYNC_EVERY: Duration = Duration::from_secs(5);
 
 /// `podnet agent`.
 #[derive(clap::Args, Debug, Clone)]
@@ -92,6 +99,10 @@ pub struct Shared {
     pub not_ready: Option<String>,
     /// The watch delivered a complete list that the next sync has not yet followed.
     pub listed: bool,
+    /// The watch changed the known pods since the last sync.
+    pub changed: bool,
+    /// At the last sync every known pod that is not finished (Succeeded, Failed) had a cgroup.
+    pub settled: bool,
     /// When the agent first attached its pod set (for `intervalSeconds`).
     pub since: Instant,
     pub node: String,
@@ -221,6 +232,8 @@ async fn run(args: AgentArgs) -> Result<()> {
         lasting: std::mem::take(&mut warnings),
         not_ready: Some("the first list of pods has not arrived yet".into()),
         listed: false,
+        changed: true,
+        settled: false,
         since: Instant::now(),
         node: node.clone(),
         containers: args.containers,
@@ -239,9 +252,20 @@ async fn run(args: AgentArgs) -> Result<()> {
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .context("installing a SIGINT handler")?;
     let mut tick = tokio::time::interval(SYNC_EVERY);
+    let mut last_sync: Option<Instant> = None;
     loop {
         tokio::select! {
-            _ = tick.tick() => sync(&shared, &mounts),
+            _ = tick.tick() => {
+                let due = {
+                    let s = shared.lock().expect("agent state");
+                    s.changed || s.listed || !s.settled
+                        || last_sync.is_none_or(|t| t.elapsed() >= SETTLED_SYNC_EVERY)
+                };
+                if due {
+                    sync(&shared, &mounts);
+                    last_sync = Some(Instant::now());
+                }
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -257,6 +281,7 @@ async fn run(args: AgentArgs) -> Result<()> {
 /// registers new containers, detaches and forgets deleted ones.
 fn sync(shared: &Mutex<Shared>, mounts: &Mounts) {
     let mut s = shared.lock().expect("agent state");
+    s.changed = false;
     let pods: Vec<PodInfo> = s.known.values().cloned().collect();
     let index = match resolve::scan_mounts(mounts) {
         Ok(i) => i,
@@ -266,6 +291,11 @@ fn sync(shared: &Mutex<Shared>, mounts: &Mounts) {
         }
     };
     let resolved = resolve::resolve(&pods, &index);
+    let found: std::collections::HashSet<&str> =
+        resolved.pods.iter().map(|p| p.info.uid.as_str()).collect();
+    let settled = pods.iter().all(|p| {
+        matches!(p.phase.as_deref(), Some("Succeeded" | "Failed")) || found.contains(p.uid.as_str())
+    });
     let (tracked, mut warnings) = s.tracker.follow(&resolved.pods, mounts);
     warnings.splice(0..0, resolved.warnings);
     if tracked.len() != s.tracked.len() {
@@ -273,6 +303,7 @@ fn sync(shared: &Mutex<Shared>, mounts: &Mounts) {
     }
     s.tracked = tracked;
     s.warnings = warnings;
+    s.settled = settled;
     if s.listed {
         s.listed = false;
         if s.not_ready.is_some() {

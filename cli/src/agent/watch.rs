@@ -54,21 +54,22 @@ pub async fn run(client: kube::Client, node: String, shared: Arc<Mutex<Shared>>)
                 let mut s = shared.lock().expect("agent state");
                 s.known = pods;
                 s.listed = true;
+                s.changed = true;
             }
             Event::Apply(pod) => {
                 if let Some(info) = info_of(pod) {
                     debug!("pod {}/{} added or changed", info.namespace, info.name);
-                    shared
-                        .lock()
-                        .expect("agent state")
-                        .known
-                        .insert(info.uid.clone(), info);
+                    let mut s = shared.lock().expect("agent state");
+                    s.known.insert(info.uid.clone(), info);
+                    s.changed = true;
                 }
             }
             Event::Delete(pod) => {
                 if let Some(info) = info_of(pod) {
                     debug!("pod {}/{} deleted", info.namespace, info.name);
-                    shared.lock().expect("agent state").known.remove(&info.uid);
+                    let mut s = shared.lock().expect("agent state");
+                    s.known.remove(&info.uid);
+                    s.changed = true;
                 }
             }
         }

@@ -329,3 +329,15 @@ impl Pair {
         recv
     }
 }
+
+/// The keys of the agent's pinned counters map: the cgroup ids it has registered.
+pub fn registered(pins: &PinDir) -> std::collections::BTreeSet<u64> {
+    let map = podnet_loader::Map::from_pin(pins.0.join("maps").join("counters"))
+        .expect("opening the agent's pinned counters map");
+    map.keys()
+        .map(|k| {
+            let k = k.expect("iterating the counters map");
+            u64::from_ne_bytes(k[..8].try_into().expect("8-byte keys"))
+        })
+        .collect()
+}
