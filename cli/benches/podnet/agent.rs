@@ -586,7 +586,7 @@ fn report(rows: &[Row], steady: Duration, load_before: &str) -> Result<String> {
          the sync and {WARM_SCRAPES} scrapes; *peak at end* is `VmHWM` after everything below \
          (scrapes, pod adds and deletes, a relist). CPU is utime+stime from `/proc/<pid>/stat` \
          (all threads, {:.0} Hz ticks). *Idle* is the agent over a {} s window with no scrapes \
-         and no pod changes (its 500 ms cgroup-tree scan and resolve). *Per scrape* is the CPU \
+         and no pod changes (its cgroup-tree scan and resolve, every 5 s once settled). *Per scrape* is the CPU \
          of {SCRAPES} back-to-back `/metrics` scrapes less the idle rate over their wall time, \
          divided by {SCRAPES}. Load average when the section started: {load_before}.\n",
         clock_ticks(),
