@@ -30,6 +30,23 @@ const KIND_DECL_TAG: u32 = 17;
 const KIND_TYPE_TAG: u32 = 18;
 const KIND_ENUM64: u32 = 19;
 
+/// `BTF_KIND_FUNC`.
+pub(crate) const FUNC: u32 = KIND_FUNC;
+
+/// Bytes that follow the 12-byte record of a type of `kind` with `vlen` members, or `None` for a
+/// kind this reader does not know.
+pub(crate) fn extra_len(kind: u32, vlen: usize) -> Option<usize> {
+    Some(match kind {
+        KIND_INT | KIND_VAR | KIND_DECL_TAG => 4,
+        KIND_PTR | KIND_FWD | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT
+        | KIND_FUNC | KIND_FLOAT | KIND_TYPE_TAG => 0,
+        KIND_ARRAY => 12,
+        KIND_STRUCT | KIND_UNION | KIND_DATASEC | KIND_ENUM64 => 12 * vlen,
+        KIND_ENUM | KIND_FUNC_PROTO => 8 * vlen,
+        _ => return None,
+    })
+}
+
 fn err(msg: impl Into<String>) -> Error {
     Error::Btf(msg.into())
 }
@@ -215,10 +232,10 @@ impl Btf {
         let name_off = u32_at(d, pos)?;
         let info = u32_at(d, pos + 4)?;
         let size_or_type = u32_at(d, pos + 8)?;
-        let kind = (info >> 24) & 0x1f;
+        let raw_kind = (info >> 24) & 0x1f;
         let vlen = (info & 0xffff) as usize;
         let extra = pos + 12;
-        let (kind, next) = match kind {
+        let (kind, next) = match raw_kind {
             KIND_INT => (Kind::Sized { size: size_or_type }, extra + 4),
             KIND_ENUM => (Kind::Sized { size: size_or_type }, extra + 8 * vlen),
             KIND_ENUM64 => (Kind::Sized { size: size_or_type }, extra + 12 * vlen),
@@ -283,6 +300,8 @@ impl Btf {
                 )))
             }
         };
+        // The streaming reader of the kernel's BTF (`kernel_btf`) skips records by this table.
+        debug_assert_eq!(Some(next - extra), extra_len(raw_kind, vlen));
         if next > end {
             return Err(err(format!(
                 "type {} runs past the end of the type section",
@@ -292,7 +311,9 @@ impl Btf {
         Ok((Type { name_off, kind }, next))
     }
 
-    /// The id of the function (`BTF_KIND_FUNC`) named `name`, if there is one.
+    /// The id of the function (`BTF_KIND_FUNC`) named `name`, if there is one (the oracle for
+    /// the streaming reader of the kernel's BTF, [`crate::kernel_btf`]).
+    #[cfg(test)]
     pub fn func_id(&self, name: &str) -> Option<u32> {
         self.types.iter().enumerate().find_map(|(id, t)| {
             (matches!(t.kind, Kind::Func) && self.name(t.name_off).ok() == Some(name))
@@ -521,274 +542,8 @@ fn set_size(slot: &mut Option<u32>, size: u32) -> Result<(), String> {
     }
 }
 
-/// Builds BTF blobs by hand for tests.
 #[cfg(test)]
-pub(crate) mod builder {
-    /// A BTF blob under construction.
-    #[derive(Default)]
-    pub struct BtfBuilder {
-        pub types: Vec<u8>,
-        pub strings: Vec<u8>,
-        /// Number of types added so far (the id of the last one).
-        pub count: u32,
-    }
-
-    impl BtfBuilder {
-        pub fn new() -> Self {
-            BtfBuilder {
-                types: Vec::new(),
-                strings: vec![0],
-                count: 0,
-            }
-        }
-        pub fn str(&mut self, s: &str) -> u32 {
-            if s.is_empty() {
-                return 0;
-            }
-            let off = self.strings.len() as u32;
-            self.strings.extend_from_slice(s.as_bytes());
-            self.strings.push(0);
-            off
-        }
-        /// Appends a raw type record; returns its id.
-        pub fn raw(
-            &mut self,
-            name: &str,
-            kind: u32,
-            vlen: u32,
-            size_or_type: u32,
-            extra: &[u32],
-        ) -> u32 {
-            let name = self.str(name);
-            for w in [name, (kind << 24) | vlen, size_or_type]
-                .iter()
-                .chain(extra)
-            {
-                self.types.extend_from_slice(&w.to_le_bytes());
-            }
-            self.count += 1;
-            self.count
-        }
-        pub fn int(&mut self, name: &str, size: u32) -> u32 {
-            self.raw(name, super::KIND_INT, 0, size, &[size * 8])
-        }
-        pub fn ptr(&mut self, to: u32) -> u32 {
-            self.raw("", super::KIND_PTR, 0, to, &[])
-        }
-        pub fn array(&mut self, elem: u32, index: u32, n: u32) -> u32 {
-            self.raw("", super::KIND_ARRAY, 0, 0, &[elem, index, n])
-        }
-        pub fn typedef(&mut self, name: &str, to: u32) -> u32 {
-            self.raw(name, super::KIND_TYPEDEF, 0, to, &[])
-        }
-        /// `__uint(name, n)` member type: pointer to `int[n]`.
-        pub fn uint(&mut self, int: u32, n: u32) -> u32 {
-            let a = self.array(int, int, n);
-            self.ptr(a)
-        }
-        pub fn strukt(&mut self, name: &str, size: u32, members: &[(&str, u32)]) -> u32 {
-            let mut extra = Vec::new();
-            for (i, (n, ty)) in members.iter().enumerate() {
-                extra.extend([self.str(n), *ty, (i as u32) * 64]);
-            }
-            self.raw(name, super::KIND_STRUCT, members.len() as u32, size, &extra)
-        }
-        pub fn var(&mut self, name: &str, ty: u32) -> u32 {
-            self.raw(name, super::KIND_VAR, 0, ty, &[1])
-        }
-        pub fn datasec(&mut self, name: &str, vars: &[u32]) -> u32 {
-            let mut extra = Vec::new();
-            for v in vars {
-                extra.extend([*v, 0, 8]);
-            }
-            self.raw(name, super::KIND_DATASEC, vars.len() as u32, 0, &extra)
-        }
-        pub fn build(&self) -> Vec<u8> {
-            let mut out = Vec::new();
-            out.extend_from_slice(&super::MAGIC.to_le_bytes());
-            out.extend_from_slice(&[1, 0]);
-            for w in [
-                24u32,
-                0,
-                self.types.len() as u32,
-                self.types.len() as u32,
-                self.strings.len() as u32,
-            ] {
-                out.extend_from_slice(&w.to_le_bytes());
-            }
-            out.extend_from_slice(&self.types);
-            out.extend_from_slice(&self.strings);
-            out
-        }
-    }
-}
+pub(crate) mod builder;
 
 #[cfg(test)]
-mod tests {
-    use super::builder::BtfBuilder;
-    use super::*;
-
-    /// A `.maps` section with one map built from `members(builder, int_type_id)`.
-    fn one_map(members: impl Fn(&mut BtfBuilder, u32) -> Vec<(&'static str, u32)>) -> Vec<u8> {
-        let mut b = BtfBuilder::new();
-        let int = b.int("int", 4);
-        let m = members(&mut b, int);
-        let st = b.strukt("", 32, &m);
-        let var = b.var("my_map", st);
-        b.datasec(".maps", &[var]);
-        b.build()
-    }
-
-    #[test]
-    fn reads_a_hand_built_map_definition() {
-        let blob = one_map(|b, int| {
-            let u64t = b.int("unsigned long long", 8);
-            let td = b.typedef("u64_t", u64t);
-            let val = b.strukt("val", 24, &[]);
-            vec![
-                ("type", b.uint(int, 5)),
-                ("max_entries", b.uint(int, 100)),
-                ("map_flags", b.uint(int, 1)),
-                ("key", b.ptr(td)),
-                ("value", b.ptr(val)),
-            ]
-        });
-        let defs = Btf::parse(&blob).unwrap().map_defs().unwrap();
-        assert_eq!(defs.len(), 1);
-        let d = &defs[0];
-        assert_eq!(
-            (
-                d.name.as_str(),
-                d.map_type,
-                d.max_entries,
-                d.flags,
-                d.key_size,
-                d.value_size
-            ),
-            ("my_map", Some(5), Some(100), 1, Some(8), Some(24))
-        );
-    }
-
-    #[test]
-    fn bad_headers_are_errors() {
-        let good = one_map(|b, int| vec![("type", b.uint(int, 1))]);
-        assert!(Btf::parse(&good).is_ok());
-        let mut bad_magic = good.clone();
-        bad_magic[0] = 0xeb; // big-endian BTF
-        bad_magic[1] = 0x9f;
-        assert!(matches!(Btf::parse(&bad_magic), Err(Error::Btf(m)) if m.contains("magic")));
-        let mut bad_version = good.clone();
-        bad_version[2] = 2;
-        assert!(Btf::parse(&bad_version).is_err());
-        let mut bad_hdr_len = good.clone();
-        bad_hdr_len[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(Btf::parse(&bad_hdr_len).is_err());
-        let mut bad_type_len = good.clone();
-        bad_type_len[12..16].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
-        assert!(Btf::parse(&bad_type_len).is_err());
-        let mut bad_str = good.clone();
-        bad_str[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(Btf::parse(&bad_str).is_err());
-        for len in 0..good.len() {
-            assert!(
-                Btf::parse(&good[..len]).is_err(),
-                "truncated to {len} bytes parsed"
-            );
-        }
-    }
-
-    #[test]
-    fn bad_type_ids_and_kinds_are_errors() {
-        let mut b = BtfBuilder::new();
-        b.ptr(99);
-        assert!(matches!(Btf::parse(&b.build()), Err(Error::Btf(m)) if m.contains("99")));
-        let mut b = BtfBuilder::new();
-        b.raw("", 31, 0, 0, &[]);
-        assert!(matches!(Btf::parse(&b.build()), Err(Error::Btf(m)) if m.contains("unknown kind")));
-        // A struct claiming more members than there are bytes.
-        let mut b = BtfBuilder::new();
-        b.raw("s", KIND_STRUCT, 1000, 8, &[]);
-        assert!(Btf::parse(&b.build()).is_err());
-        // A name offset past the string table.
-        let mut b = BtfBuilder::new();
-        b.int("x", 4);
-        let mut blob = b.build();
-        blob[24..28].copy_from_slice(&1000u32.to_le_bytes());
-        assert!(Btf::parse(&blob).is_err());
-    }
-
-    #[test]
-    fn type_loops_are_errors() {
-        // typedef a -> typedef b -> typedef a, used as a key type.
-        let blob = one_map(|b, int| {
-            let a_id = b.count + 1;
-            let _a = b.typedef("a", a_id + 1);
-            let _b = b.typedef("b", a_id);
-            vec![
-                ("type", b.uint(int, 1)),
-                ("max_entries", b.uint(int, 1)),
-                ("key", b.ptr(a_id)),
-            ]
-        });
-        let btf = Btf::parse(&blob).unwrap();
-        assert!(
-            matches!(btf.map_defs(), Err(Error::MapDefinition { reason, .. }) if reason.contains("loop"))
-        );
-        // An array of itself.
-        let mut b = BtfBuilder::new();
-        let arr = b.array(1, 1, 2);
-        assert!(
-            matches!(Btf::parse(&b.build()).unwrap().size_of(arr), Err(Error::Btf(m)) if m.contains("loop"))
-        );
-    }
-
-    #[test]
-    fn map_attribute_shapes_are_checked() {
-        // __uint whose pointee is not an array.
-        let blob = one_map(|b, int| vec![("type", b.ptr(int))]);
-        assert!(matches!(
-            Btf::parse(&blob).unwrap().map_defs(),
-            Err(Error::MapDefinition { .. })
-        ));
-        // Unknown attribute.
-        let blob = one_map(|b, int| vec![("numa_node", b.uint(int, 1))]);
-        assert!(
-            matches!(Btf::parse(&blob).unwrap().map_defs(), Err(Error::MapDefinition { reason, .. }) if reason.contains("numa_node"))
-        );
-        // key and key_size disagreeing.
-        let blob = one_map(|b, int| vec![("key_size", b.uint(int, 8)), ("key", b.ptr(int))]);
-        assert!(matches!(
-            Btf::parse(&blob).unwrap().map_defs(),
-            Err(Error::MapDefinition { .. })
-        ));
-        // Key of type void.
-        let blob = one_map(|b, _| vec![("key", b.ptr(0))]);
-        assert!(Btf::parse(&blob).unwrap().map_defs().is_err());
-    }
-
-    #[test]
-    fn datasec_fixup_fills_sizes_and_offsets() {
-        let mut b = BtfBuilder::new();
-        let int = b.int("int", 4);
-        let v1 = b.var("a", int);
-        let v2 = b.var("b", int);
-        b.datasec(".data", &[v1, v2]);
-        let btf = Btf::parse(&b.build()).unwrap();
-        let fixed = btf
-            .for_kernel(
-                |s| (s == ".data").then_some(16),
-                |_, v| Some(if v == "a" { 0 } else { 12 }),
-            )
-            .unwrap();
-        let layout = Btf::parse(&fixed)
-            .unwrap()
-            .datasec_layout(".data")
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            layout,
-            (16, vec![("a".to_string(), 0), ("b".to_string(), 12)])
-        );
-        assert!(btf.for_kernel(|_| None, |_, _| Some(0)).is_err());
-    }
-}
+mod tests;

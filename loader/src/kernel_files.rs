@@ -189,28 +189,6 @@ pub(crate) fn is_on_bpffs(path: &Path) -> bool {
         .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::BPF_FS_MAGIC)
 }
 
-/// The kernel's own BTF, which fentry/fexit programs are loaded against.
-pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
-
-/// The id of kernel function `name` in the kernel's BTF ([`VMLINUX_BTF`]): what BPF_PROG_LOAD of
-/// an fentry/fexit program on it needs. [`Error::NoTracing`] when the kernel has no BTF or the
-/// function is not in it (inlined, renamed, or older or newer than the kernel).
-pub fn kernel_btf_function_id(name: &str) -> Result<u32> {
-    let raw = match std::fs::read(VMLINUX_BTF) {
-        Ok(raw) => raw,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::NoTracing(format!(
-                "no {VMLINUX_BTF} (the kernel needs CONFIG_DEBUG_INFO_BTF)"
-            )))
-        }
-        Err(e) => return Err(Error::io(VMLINUX_BTF, e)),
-    };
-    let btf = crate::btf::Btf::parse(&raw)
-        .map_err(|e| Error::NoTracing(format!("cannot read {VMLINUX_BTF}: {e}")))?;
-    btf.func_id(name)
-        .ok_or_else(|| Error::NoTracing(format!("no function {name} in {VMLINUX_BTF}")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

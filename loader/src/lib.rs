@@ -32,6 +32,7 @@
 mod btf;
 mod elf;
 mod error;
+mod kernel_btf;
 mod kernel_files;
 mod kprobe;
 mod map;
@@ -45,9 +46,9 @@ mod uapi;
 
 pub use elf::{GlobalVar, MapKind, MapSpec, ObjectSpec, ProgramKind, ProgramSpec};
 pub use error::{Error, Result};
+pub use kernel_btf::{kernel_btf_function_id, VMLINUX_BTF};
 pub use kernel_files::{
-    bpffs_dir, kernel_btf_function_id, parse_cpu_list, possible_cpus, tracefs_dir,
-    tracepoint_exists, tracepoint_id, VMLINUX_BTF,
+    bpffs_dir, parse_cpu_list, possible_cpus, tracefs_dir, tracepoint_exists, tracepoint_id,
 };
 pub use kprobe::kernel_function_exists;
 pub use map::{Keys, Map, BPF_ANY, BPF_EXIST, BPF_NOEXIST};

@@ -197,7 +197,7 @@ const EXIT: Insn = Insn {
 /// policy forbids BPF trampolines). Call it after a probe that needs privileges has succeeded, so
 /// that EPERM means the policy, not a missing capability. Not cached.
 pub fn tracing_loads(function: &str, exit: bool) -> Result<()> {
-    let attach_btf_id = crate::kernel_files::kernel_btf_function_id(function)?;
+    let attach_btf_id = crate::kernel_btf::kernel_btf_function_id(function)?;
     let (attach_type, kind) = if exit {
         (AttachType::TraceFexit, "fexit")
     } else {
@@ -231,7 +231,7 @@ pub fn helper_available(kind: &ProgramKind, helper: Helper) -> Result<bool> {
         // that is missing, no such program loads, with this helper or without.
         let attach_btf_id = match kind {
             ProgramKind::Tracing { function, .. } => {
-                match crate::kernel_files::kernel_btf_function_id(function) {
+                match crate::kernel_btf::kernel_btf_function_id(function) {
                     Ok(id) => id,
                     Err(Error::NoTracing(why)) => {
                         log::debug!("probe {helper:?} in {kind:?}: {why}");

@@ -123,7 +123,7 @@ impl Program {
         })?;
         let attach_btf_id = match &spec.kind {
             ProgramKind::Tracing { function, .. } => {
-                crate::kernel_files::kernel_btf_function_id(function)?
+                crate::kernel_btf::kernel_btf_function_id(function)?
             }
             _ => 0,
         };
