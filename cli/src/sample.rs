@@ -139,13 +139,21 @@ impl Snapshot {
     pub fn read_sized(object: &Object, registered: usize) -> Result<Snapshot> {
         let t = Instant::now();
         let map = object.map("counters")?;
-        let entries = map
-            .lookup_batch_sized(registered)
-            .context("reading the counters map")?;
-        let mut counters = HashMap::with_capacity(entries.len());
-        for (key, value) in &entries {
+        let mut counters = HashMap::with_capacity(registered);
+        let mut fields = [0u64; COUNTER_FIELDS];
+        let mut bad = None;
+        map.for_each_entry(registered, |key, value| {
             let id = u64::from_ne_bytes(key[..8].try_into().expect("8-byte key"));
-            counters.insert(id, Counters::from_u64s(&map.sum_percpu_u64(value)?));
+            match map.sum_percpu_u64_into(value, &mut fields) {
+                Ok(()) => {
+                    counters.insert(id, Counters::from_fields(fields));
+                }
+                Err(e) => bad = Some(e),
+            }
+        })
+        .context("reading the counters map")?;
+        if let Some(e) = bad {
+            return Err(e).context("reading the counters map");
         }
         let misses_map = object.map("misses")?;
         let misses = match misses_map

@@ -326,7 +326,22 @@ impl Map {
     /// CPUs would otherwise allocate (and the kernel fill) megabytes per read to return a handful.
     /// Any number of entries is still read: more than `expected` take more batches.
     pub fn lookup_batch_sized(&self, expected: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        match self.try_lookup_batch(batch_entries(expected, self.max_entries)) {
+        let mut out = Vec::new();
+        self.for_each_entry(expected, |key, value| {
+            out.push((key.to_vec(), value.to_vec()))
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `visit(key, value)` for every entry (values as [`Map::lookup`] returns them), read as
+    /// [`Map::lookup_batch_sized`] reads them but without copying each entry out: what a reader
+    /// of thousands of entries per interval wants.
+    pub fn for_each_entry(
+        &self,
+        expected: usize,
+        mut visit: impl FnMut(&[u8], &[u8]),
+    ) -> Result<()> {
+        match self.try_lookup_batch(batch_entries(expected, self.max_entries), &mut visit) {
             Err(e)
                 if matches!(
                     e.raw_os_error(),
@@ -337,35 +352,42 @@ impl Map {
                     "map `{}`: batch lookup unsupported ({e}), iterating keys",
                     self.name
                 );
-                self.entries_by_key()
+                for (key, value) in self.entries_by_key()? {
+                    visit(&key, &value);
+                }
+                Ok(())
             }
             other => other,
         }
     }
 
-    fn try_lookup_batch(&self, mut count: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    fn try_lookup_batch(
+        &self,
+        mut count: usize,
+        visit: &mut dyn FnMut(&[u8], &[u8]),
+    ) -> Result<()> {
         let key_size = self.key_size as usize;
         let value_len = self.value_len();
         let token_len = key_size.max(8);
         let mut token_in: Option<Vec<u8>> = None;
         let mut token_out = vec![0u8; token_len];
-        let mut out = Vec::new();
+        let (mut keys, mut values) = (Vec::new(), Vec::new());
         loop {
-            let mut keys = vec![0u8; count * key_size];
-            let mut values = vec![0u8; count * value_len];
+            keys.resize(count * key_size, 0);
+            values.resize(count * value_len, 0);
             match self
                 .fd
                 .lookup_batch(token_in.as_deref(), &mut token_out, &mut keys, &mut values)
             {
                 Ok((n, done)) => {
                     for i in 0..n.min(count) {
-                        out.push((
-                            keys[i * key_size..(i + 1) * key_size].to_vec(),
-                            values[i * value_len..(i + 1) * value_len].to_vec(),
-                        ));
+                        visit(
+                            &keys[i * key_size..(i + 1) * key_size],
+                            &values[i * value_len..(i + 1) * value_len],
+                        );
                     }
                     if done {
-                        return Ok(out);
+                        return Ok(());
                     }
                     token_in = Some(token_out.clone());
                 }
@@ -402,22 +424,35 @@ impl Map {
     /// Reads a value made of native-endian `u64` fields (like `struct podnet_counters`) and sums
     /// each field over all CPUs for per-CPU maps (or just decodes it for other maps).
     pub fn sum_percpu_u64(&self, raw: &[u8]) -> Result<Vec<u64>> {
-        if !self.value_size.is_multiple_of(8) || raw.len() != self.value_len() {
+        let mut sums = vec![0u64; self.value_size as usize / 8];
+        self.sum_percpu_u64_into(raw, &mut sums)?;
+        Ok(sums)
+    }
+
+    /// [`Map::sum_percpu_u64`] into `sums` (one slot per u64 field; extra slots stay as they
+    /// are, missing ones are an error), without allocating.
+    pub fn sum_percpu_u64_into(&self, raw: &[u8], sums: &mut [u64]) -> Result<()> {
+        let fields = self.value_size as usize / 8;
+        if !self.value_size.is_multiple_of(8)
+            || raw.len() != self.value_len()
+            || sums.len() < fields
+        {
             return Err(Error::InvalidArgument(format!(
-                "map `{}`: value of {} bytes is not a whole number of u64 fields",
+                "map `{}`: value of {} bytes is not {} u64 fields per CPU",
                 self.name,
-                raw.len()
+                raw.len(),
+                sums.len()
             )));
         }
-        let fields = self.value_size as usize / 8;
-        let mut sums = vec![0u64; fields];
+        let sums = &mut sums[..fields];
+        sums.fill(0);
         for cpu in raw.chunks(self.value_size as usize) {
             for (sum, field) in sums.iter_mut().zip(cpu.chunks_exact(8)) {
                 let v = u64::from_ne_bytes(field.try_into().expect("chunks_exact(8)"));
                 *sum = sum.wrapping_add(v);
             }
         }
-        Ok(sums)
+        Ok(())
     }
 }
 
