@@ -352,7 +352,8 @@ fn tracefs_it_may_not_read_is_permission_denied_with_the_fix() {
     let mode = std::fs::metadata(&tracefs).unwrap().permissions().mode();
     let c = Cluster::new("tracefs");
     // podnet's capabilities as `setcap` would give them to a non-root user: no
-    // CAP_DAC_READ_SEARCH.
+    // CAP_DAC_READ_SEARCH. Only the syscall tracepoints need tracefs: where the kernel takes
+    // fexit, `--open-probe auto` never reads it, so the tracepoints are asked for.
     let caps = "+bpf,+perfmon,+net_admin";
     let out = podnet_via_setpriv(
         &c,
@@ -363,7 +364,7 @@ fn tracefs_it_may_not_read_is_permission_denied_with_the_fix() {
             &format!("--inh-caps={caps}"),
             &format!("--ambient-caps={caps}"),
         ],
-        &["-o", "json"],
+        &["-o", "json", "--open-probe", "tracepoint"],
     );
     let err = String::from_utf8_lossy(&out.stderr);
     if mode & 0o005 == 0o005 {
