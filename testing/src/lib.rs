@@ -6,3 +6,4 @@
 pub mod apiserver;
 pub mod demo;
 pub mod sandbox;
+pub mod scrape;

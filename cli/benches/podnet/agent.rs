@@ -7,8 +7,6 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{Read, Write as _};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,8 +17,9 @@ use podnet_testing::apiserver::{pod_json, RecordedRequest, StubApiServer};
 use podnet_testing::sandbox::{
     new_container_id, new_uid, CgroupTree, Layout, NetNs, Qos, SandboxPod, Veth, Workload,
 };
+use podnet_testing::scrape::pod_metric as metric;
 
-use crate::common::{median, ms, thousands, NODE};
+use crate::common::{median, ms, pod_objects, thousands, NODE};
 
 /// Pod counts: a default kubelet's `maxPods`, and a dense node.
 const PODS: [usize; 2] = [110, 1000];
@@ -161,7 +160,7 @@ impl AgentProc {
     }
 
     fn get(&self, path: &str) -> Result<(u16, String)> {
-        http_get(self.port, path)
+        Ok(podnet_testing::scrape::get(self.port, path, None)?)
     }
 
     fn metrics(&self) -> Result<String> {
@@ -196,30 +195,6 @@ impl Drop for AgentProc {
         }
         let _ = self.child.wait();
     }
-}
-
-/// GET over HTTP/1.0 (an unchunked answer); the status and the body.
-fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw)?;
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    Ok((status, body.to_string()))
-}
-
-/// The value of `metric` for the pod `ns/pod` in a /metrics text.
-fn metric(text: &str, metric: &str, ns: &str, pod: &str) -> Option<u64> {
-    let prefix = format!("{metric}{{namespace=\"{ns}\",pod=\"{pod}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 /// `podnet_tracked_pods` in a /metrics text.
@@ -313,19 +288,8 @@ pub fn bench() -> Result<String> {
 fn measure(bin: &Path, pods_n: usize, steady: Duration) -> Result<Row> {
     // The pods: one container each, every kubelet layout and QoS class.
     let tree = CgroupTree::new("bench-agent")?;
-    let layouts = Layout::all();
     let created = Instant::now();
-    let mut items = Vec::with_capacity(pods_n);
-    for i in 0..pods_n {
-        let pod = SandboxPod::create(
-            &tree,
-            layouts[i % layouts.len()].clone(),
-            &new_uid(),
-            Qos::ALL[i % 3],
-            &[("app", &new_container_id())],
-        )?;
-        items.push(pod.pod_json(NS, &format!("pod-{i}"), NODE, &[("app", "bench")]));
-    }
+    let items = pod_objects(&tree, pods_n, NS)?;
     eprintln!(
         "[agent: {pods_n} sandbox pods created in {:.2} s]",
         created.elapsed().as_secs_f64()

@@ -16,6 +16,24 @@ use podnet_testing::sandbox::{
     new_container_id, new_uid, CgroupTree, Layout, NetNs, Qos, SandboxPod, Veth, Workload,
 };
 
+/// `n` sandbox pods in `tree`, one container each, taking every kubelet layout and QoS class in
+/// turn, as the Pod objects a stub API server lists: `namespace/pod-<i>` on [`NODE`].
+pub fn pod_objects(tree: &CgroupTree, n: usize, namespace: &str) -> Result<Vec<Value>> {
+    let layouts = Layout::all();
+    let mut items = Vec::with_capacity(n);
+    for i in 0..n {
+        let pod = SandboxPod::create(
+            tree,
+            layouts[i % layouts.len()].clone(),
+            &new_uid(),
+            Qos::ALL[i % 3],
+            &[("app", &new_container_id())],
+        )?;
+        items.push(pod.pod_json(namespace, &format!("pod-{i}"), NODE, &[("app", "bench")]));
+    }
+    Ok(items)
+}
+
 /// The node name the generated pods are scheduled on.
 pub const NODE: &str = "podnet-bench-node";
 

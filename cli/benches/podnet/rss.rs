@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde_json::{json, Value};
 
-use podnet_testing::sandbox::{new_container_id, new_uid, CgroupTree, Layout, Qos, SandboxPod};
+use podnet_testing::sandbox::CgroupTree;
 
-use crate::common::NODE;
+use crate::common::{pod_objects, NODE};
 
 /// `VmHWM` of a live process in KiB.
 fn vm_hwm_kib(pid: u32) -> Option<u64> {
@@ -93,18 +93,7 @@ pub fn bench() -> Result<String> {
     writeln!(md, "|--:|--:|--:|--:|")?;
     for pods_n in [10usize, 100, 500] {
         let tree = CgroupTree::new("bench-rss")?;
-        let layouts = Layout::all();
-        let mut items = Vec::new();
-        for i in 0..pods_n {
-            let pod = SandboxPod::create(
-                &tree,
-                layouts[i % layouts.len()].clone(),
-                &new_uid(),
-                Qos::ALL[i % 3],
-                &[("app", &new_container_id())],
-            )?;
-            items.push(pod.pod_json("bench", &format!("pod-{i}"), NODE, &[("app", "bench")]));
-        }
+        let items = pod_objects(&tree, pods_n, "bench")?;
         let list = tempfile::NamedTempFile::new()?;
         fs::write(
             list.path(),

@@ -5,8 +5,6 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the fixture
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -75,21 +73,7 @@ pub fn try_get_accepting(
     path: &str,
     accept: Option<&str>,
 ) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let accept = accept
-        .map(|a| format!("Accept: {a}\r\n"))
-        .unwrap_or_default();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{accept}\r\n")?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw)?;
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    Ok((status, body.to_string()))
+    podnet_testing::scrape::get(port, path, accept)
 }
 
 /// GET `path` on 127.0.0.1:`port`; the status and the body.
@@ -102,13 +86,9 @@ pub fn get(port: u16, path: &str) -> (u16, String) {
     try_get(port, path).unwrap_or_else(|e| panic!("GET {path} on 127.0.0.1:{port}: {e}"))
 }
 
-/// The value of `metric` for the pod `ns/pod` in a /metrics text.
-pub fn metric(text: &str, metric: &str, ns: &str, pod: &str) -> Option<u64> {
-    let prefix = format!("{metric}{{namespace=\"{ns}\",pod=\"{pod}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map(|v| v.trim().parse().unwrap())
-}
+// Not every test binary that compiles this module reads metrics.
+#[allow(unused_imports)]
+pub use podnet_testing::scrape::pod_metric as metric;
 
 pub fn args(s: &str) -> Vec<String> {
     s.split_whitespace().map(String::from).collect()
