@@ -2,9 +2,11 @@
 //! fentry/fexit programs are loaded against. The file is about 5 MB: it is streamed, never held
 //! in memory, so a one-shot `podnet stats` stays small.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
+use std::sync::{Mutex, OnceLock};
 
 use crate::btf::{extra_len, FUNC};
 use crate::error::{Error, Result};
@@ -14,8 +16,29 @@ pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 /// The id of kernel function `name` in the kernel's BTF ([`VMLINUX_BTF`]): what BPF_PROG_LOAD of
 /// an fentry/fexit program on it needs. [`Error::NoTracing`] when the kernel has no BTF or the
-/// function is not in it (inlined, renamed, or older or newer than the kernel).
+/// function is not in it (inlined, renamed, or older or newer than the kernel). The answer is
+/// kept for the process: probing and loading ask for the same function, and each read streams
+/// the whole file.
 pub fn kernel_btf_function_id(name: &str) -> Result<u32> {
+    static FOUND: OnceLock<Mutex<HashMap<String, Option<u32>>>> = OnceLock::new();
+    let found = FOUND.get_or_init(Default::default);
+    let cached = found.lock().expect("BTF id cache").get(name).copied();
+    let id = match cached {
+        Some(id) => id,
+        None => {
+            let id = read_function_id(name)?;
+            found
+                .lock()
+                .expect("BTF id cache")
+                .insert(name.to_string(), id);
+            id
+        }
+    };
+    id.ok_or_else(|| Error::NoTracing(format!("no function {name} in {VMLINUX_BTF}")))
+}
+
+/// [`kernel_btf_function_id`] without the cache: `None` when the file has no such function.
+fn read_function_id(name: &str) -> Result<Option<u32>> {
     let path = Path::new(VMLINUX_BTF);
     let file = match File::open(path) {
         Ok(f) => f,
@@ -26,13 +49,7 @@ pub fn kernel_btf_function_id(name: &str) -> Result<u32> {
         }
         Err(e) => return Err(Error::io(path, e)),
     };
-    match func_id(file, name) {
-        Ok(Some(id)) => Ok(id),
-        Ok(None) => Err(Error::NoTracing(format!(
-            "no function {name} in {VMLINUX_BTF}"
-        ))),
-        Err(e) => Err(Error::NoTracing(format!("cannot read {VMLINUX_BTF}: {e}"))),
-    }
+    func_id(file, name).map_err(|e| Error::NoTracing(format!("cannot read {VMLINUX_BTF}: {e}")))
 }
 
 fn bad(msg: impl Into<String>) -> std::io::Error {

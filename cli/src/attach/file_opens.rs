@@ -156,10 +156,9 @@ impl Tracker {
         })?;
         let mut warnings = Vec::new();
         let pin = self.pins.as_ref().map(|d| pins::fexit(d, OPEN_FEXIT));
-        if self.read_only {
-        } else if pin.as_ref().is_some_and(|p| p.exists()) {
+        if pin.as_ref().is_some_and(|p| p.exists()) {
             debug!("{OPEN_FEXIT} stays attached (pinned)");
-        } else {
+        } else if !self.read_only {
             let link = prog
                 .attach_tracing()
                 .with_context(|| format!("attaching {OPEN_FEXIT}"))?;
