@@ -5,10 +5,10 @@
 //! unsettled (the watch changed the pod set, or a running pod has no cgroup yet), so a pod whose
 //! directory appears after its watch event is attached within a second; once every pod is
 //! followed, every five seconds, enough to register restarted containers (whose traffic counts
-//! in their pod's totals meanwhile) without rescanning a large node's tree twice a second. The loaded object and
-//! every attachment are pinned under `--pin-dir` ([`crate::pins`]): a restarted agent adopts them
-//! and the counters go on, also while no agent runs. An HTTP server serves `/metrics`, `/stats`,
-//! `/healthz` and `/readyz`.
+//! in their pod's totals meanwhile) without rescanning a large node's tree twice a second. The
+//! loaded object and every attachment are pinned under `--pin-dir` ([`crate::pins`]): a restarted
+//! agent adopts them and the counters go on, also while no agent runs. An HTTP server serves
+//! `/metrics`, `/stats`, `/healthz` and `/readyz`.
 
 pub mod http;
 pub mod metrics;
@@ -99,7 +99,8 @@ pub struct Shared {
     pub not_ready: Option<String>,
     /// The watch delivered a complete list that the next sync has not yet followed.
     pub listed: bool,
-    /// The watch changed the known pods since the last sync.
+    /// The watch changed the known pods since the last sync read the cgroup tree (a complete
+    /// list sets it too, beside `listed`).
     pub changed: bool,
     /// At the last sync every known pod that is not finished (Succeeded, Failed) had a cgroup.
     pub settled: bool,
@@ -258,7 +259,7 @@ async fn run(args: AgentArgs) -> Result<()> {
             _ = tick.tick() => {
                 let due = {
                     let s = shared.lock().expect("agent state");
-                    s.changed || s.listed || !s.settled
+                    s.changed || !s.settled
                         || last_sync.is_none_or(|t| t.elapsed() >= SETTLED_SYNC_EVERY)
                 };
                 if due {
@@ -281,7 +282,6 @@ async fn run(args: AgentArgs) -> Result<()> {
 /// registers new containers, detaches and forgets deleted ones.
 fn sync(shared: &Mutex<Shared>, mounts: &Mounts) {
     let mut s = shared.lock().expect("agent state");
-    s.changed = false;
     let pods: Vec<PodInfo> = s.known.values().cloned().collect();
     let index = match resolve::scan_mounts(mounts) {
         Ok(i) => i,
@@ -290,6 +290,9 @@ fn sync(shared: &Mutex<Shared>, mounts: &Mounts) {
             return;
         }
     };
+    // The tree was read: what the watch changed up to now is followed below (a failed scan
+    // leaves it to the next tick).
+    s.changed = false;
     let resolved = resolve::resolve(&pods, &index);
     let found: std::collections::HashSet<&str> =
         resolved.pods.iter().map(|p| p.info.uid.as_str()).collect();
