@@ -60,7 +60,7 @@ pub struct AgentArgs {
     /// This node's name [default: $NODE_NAME, else the hostname].
     #[arg(long)]
     pub node: Option<String>,
-    /// Path to the kubeconfig file [default: in-cluster service account, $KUBECONFIG,
+    /// Path to the kubeconfig file [default: $KUBECONFIG, in-cluster service account,
     /// ~/.kube/config].
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
