@@ -390,20 +390,14 @@ int podnet_sockops(struct bpf_sock_ops *ops)
 }
 
 /*
- * File opens. One program for every open-family syscall's entry (openat, openat2, open, creat:
- * userspace attaches it to each event that exists on this architecture), one for their exits.
+ * File opens through the syscall tracepoints, where the kernel allows neither fexit nor kprobes.
+ * One program, attached to the exit event of every open-family syscall this architecture has
+ * (openat, openat2, open, creat), counts each open and, when it failed, its error as the syscall
+ * returns, as the fexit program below does. Only exits: half the attachments of an enter/exit pair,
+ * so half the links to close when podnet detaches (each close waits for the kernel's tracepoint
+ * grace periods), and one program run per open instead of two.
  * Processes outside tracked cgroups are not misses: the tracepoints see the whole node.
  */
-SEC("tracepoint/syscalls/sys_enter_openat")
-int podnet_open_enter(void *ctx)
-{
-	__u64 owner = 0;
-	struct podnet_counters *c = current_counters_walk(&owner, tracepoint_ancestors);
-
-	if (c)
-		__sync_fetch_and_add(&c->file_opens, 1);
-	return 0;
-}
 
 /* Layout of every syscalls/sys_exit_* event (tracefs .../format): common header, nr, ret. */
 struct sys_exit_args {
@@ -416,13 +410,13 @@ SEC("tracepoint/syscalls/sys_exit_openat")
 int podnet_open_exit(struct sys_exit_args *ctx)
 {
 	__u64 owner = 0;
-	struct podnet_counters *c;
+	struct podnet_counters *c = current_counters_walk(&owner, tracepoint_ancestors);
 
-	if (ctx->ret >= 0)
-		return 0;
-	c = current_counters_walk(&owner, tracepoint_ancestors);
-	if (c)
-		__sync_fetch_and_add(&c->file_open_errors, 1);
+	if (c) {
+		__sync_fetch_and_add(&c->file_opens, 1);
+		if (ctx->ret < 0)
+			__sync_fetch_and_add(&c->file_open_errors, 1);
+	}
 	return 0;
 }
 

@@ -23,6 +23,10 @@ pub const OPEN_FUNCTION: &str = "do_sys_openat2";
 /// The file-open program for fexit: opens and failed opens, counted as each open returns.
 pub const OPEN_FEXIT: &str = "podnet_open_fexit";
 
+/// The file-open program for the syscall tracepoints, attached to each syscall's exit event:
+/// opens and failed opens, counted as each syscall returns.
+pub(super) const OPEN_TRACEPOINT: &str = "podnet_open_exit";
+
 /// The file-open programs for kprobes: (program, what it counts).
 pub(super) const OPEN_KPROBES: [&str; 2] = ["podnet_open_kprobe", "podnet_open_kretprobe"];
 
@@ -198,45 +202,42 @@ impl Tracker {
         Ok(warnings)
     }
 
-    /// Attaches the file-open programs to every open-family syscall tracepoint this kernel has.
-    /// Returns warnings for optional ones that are missing.
+    /// Attaches the file-open program to the exit tracepoint of every open-family syscall this
+    /// kernel has. Returns warnings for optional ones that are missing.
     fn attach_file_tracepoints(&mut self) -> Result<Vec<String>> {
         self.variant.file_opens = Some(FileOpenProbe::Tracepoint);
         let mut warnings = Vec::new();
-        for (program, phase) in [("podnet_open_enter", "enter"), ("podnet_open_exit", "exit")] {
-            let prog = self
-                .object
-                .program(program)
-                .unwrap_or_else(|e| panic!("program {program} is defined in podnet.bpf.c: {e}"));
-            for syscall in OPEN_SYSCALLS {
-                let event = format!("sys_{phase}_{syscall}");
-                let exists = podnet_loader::tracepoint_exists("syscalls", &event)
-                    .context("looking for the syscall tracepoints in tracefs")?;
-                if !exists {
-                    if syscall == "openat" {
-                        bail!(
-                            "this kernel has no syscalls/{event} tracepoint: podnet counts file \
-                             opens with it (needs CONFIG_FTRACE_SYSCALLS)"
-                        );
-                    }
-                    debug!("no tracepoint syscalls/{event} on this kernel: skipped");
-                    continue;
+        let prog = self.object.program(OPEN_TRACEPOINT).unwrap_or_else(|e| {
+            panic!("program {OPEN_TRACEPOINT} is defined in podnet.bpf.c: {e}")
+        });
+        for syscall in OPEN_SYSCALLS {
+            let event = format!("sys_exit_{syscall}");
+            let exists = podnet_loader::tracepoint_exists("syscalls", &event)
+                .context("looking for the syscall tracepoints in tracefs")?;
+            if !exists {
+                if syscall == "openat" {
+                    bail!(
+                        "this kernel has no syscalls/{event} tracepoint: podnet counts file \
+                         opens with it (needs CONFIG_FTRACE_SYSCALLS)"
+                    );
                 }
-                if self.read_only {
-                    continue;
-                }
-                let pin = self.pins.as_ref().map(|d| pins::tracepoint(d, &event));
-                if pin.as_ref().is_some_and(|p| p.exists()) {
-                    debug!("{program} stays attached to syscalls/{event} (pinned)");
-                    continue;
-                }
-                let link = prog
-                    .attach_tracepoint("syscalls", &event)
-                    .with_context(|| format!("attaching {program} to syscalls/{event}"))?;
-                debug!("attached {program} to syscalls/{event}");
-                let kept = pin_or_keep(link, pin, &mut warnings);
-                self.open_links.extend(kept);
+                debug!("no tracepoint syscalls/{event} on this kernel: skipped");
+                continue;
             }
+            if self.read_only {
+                continue;
+            }
+            let pin = self.pins.as_ref().map(|d| pins::tracepoint(d, &event));
+            if pin.as_ref().is_some_and(|p| p.exists()) {
+                debug!("{OPEN_TRACEPOINT} stays attached to syscalls/{event} (pinned)");
+                continue;
+            }
+            let link = prog
+                .attach_tracepoint("syscalls", &event)
+                .with_context(|| format!("attaching {OPEN_TRACEPOINT} to syscalls/{event}"))?;
+            debug!("attached {OPEN_TRACEPOINT} to syscalls/{event}");
+            let kept = pin_or_keep(link, pin, &mut warnings);
+            self.open_links.extend(kept);
         }
         if self.open_links.is_empty() && self.pins.is_none() {
             warnings.push("no file-open tracepoints attached: file opens read 0".to_string());

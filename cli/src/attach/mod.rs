@@ -94,9 +94,9 @@ pub struct Tracker {
 impl Drop for Tracker {
     fn drop(&mut self) {
         // Closing a perf-event attachment waits for the kernel to synchronize (tens of ms for a
-        // syscall tracepoint): closed one after the other, the 8 tracepoint links made a one-shot
-        // `podnet stats` end about 0.6 s after printing. Closed from one thread each, the waits
-        // overlap. Pinned links are not here: their pins hold them.
+        // syscall tracepoint): closed one after the other, the 8 tracepoint links of an enter/exit
+        // pair made a one-shot `podnet stats` end about 0.6 s after printing. Closed from one
+        // thread each, the waits overlap. Pinned links are not here: their pins hold them.
         let links = std::mem::take(&mut self.open_links);
         if links.len() > 1 {
             std::thread::scope(|scope| {
@@ -581,7 +581,7 @@ fn files_of(dir: &Path, mounts: &Mounts) -> CgroupFiles {
 
 #[cfg(test)]
 mod tests {
-    use super::file_opens::OPEN_KPROBES;
+    use super::file_opens::{OPEN_KPROBES, OPEN_TRACEPOINT};
     use super::*;
 
     #[test]
@@ -589,7 +589,7 @@ mod tests {
         let spec = ObjectSpec::parse(BPF_OBJECT).unwrap();
         for p in CGROUP_PROGRAMS
             .iter()
-            .chain(["podnet_open_enter", "podnet_open_exit"].iter())
+            .chain([OPEN_TRACEPOINT].iter())
             .chain(OPEN_KPROBES.iter())
         {
             assert!(spec.program(p).is_ok(), "missing program {p}");

@@ -84,7 +84,7 @@ impl KernelVariant {
         .context("probing whether tracing programs take run-time allocated maps")?;
         let tracepoint = ProgramKind::Tracepoint {
             category: "syscalls".into(),
-            event: "sys_enter_openat".into(),
+            event: "sys_exit_openat".into(),
         };
         let tracepoint_ancestors = probe(tracepoint.clone(), Helper::GetCurrentAncestorCgroupId)?;
         let kprobe = ProgramKind::Kprobe {

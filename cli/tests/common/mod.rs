@@ -332,7 +332,7 @@ pub fn opens_walk_up(doc: &Value) -> bool {
         },
         Some("tracepoint") => podnet_loader::ProgramKind::Tracepoint {
             category: "syscalls".into(),
-            event: "sys_enter_openat".into(),
+            event: "sys_exit_openat".into(),
         },
         other => panic!("no file-open probe in the document: {other:?}"),
     };
