@@ -1,7 +1,9 @@
 //! Section `events`: the cost per event of each BPF program (ns per run, from
 //! `kernel.bpf_stats_enabled` and `/proc/self/fdinfo/<prog fd>`), under known loads between two
 //! sandbox pods followed by a `Tracker` as `podnet stats` makes it, and for `openat` outside any
-//! pod at several cgroup depths.
+//! pod at several cgroup depths. podnet's cgroup_skb programs are compared with their floor,
+//! measured over the same packets: empty cgroup_skb programs (`bpf-src/floor.bpf.c`) attached
+//! beside them on the same pod cgroups.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, ensure, Context, Result};
 
-use podnet::attach::Tracker;
-use podnet::resolve::Mounts;
+use podnet::resolve::{Mounts, ResolvedPod};
+use podnet_loader::{Link, Object, ObjectSpec};
 use podnet_testing::sandbox::new_container_id;
 
 use crate::common::{attached_tracker, finish, thousands, workload, PodPair, DEFAULT_MAX_PODS};
@@ -89,12 +91,44 @@ impl Drop for BpfStatsOn {
     }
 }
 
-/// Every program's run statistics, read from the fds of the tracker's loaded object: the programs
-/// `Tracker::load` chose for this kernel, attached by the tracker itself.
-fn program_stats(tracker: &Tracker) -> Result<BTreeMap<String, ProgStats>> {
-    tracker
-        .object()
-        .programs()
+/// The floor's object (`bpf-src/floor.bpf.c`, compiled by `cli/build.rs`): `floor_egress` and
+/// `floor_ingress`, cgroup_skb programs that only let the packet pass. Only the benchmark has it.
+const FLOOR_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/floor.bpf.o"));
+
+/// Each of podnet's cgroup_skb programs with the empty program attached beside it.
+const FLOOR_PAIRS: [(&str, &str); 2] = [
+    ("podnet_egress", "floor_egress"),
+    ("podnet_ingress", "floor_ingress"),
+];
+
+/// Issue 8's goal for podnet's skb programs: at most this many ns per run above the floor.
+const FLOOR_GOAL_NS: f64 = 15.0;
+
+/// Loads the floor's object and attaches both its programs to each pod's cgroup directory, the
+/// directory `Tracker::follow` attaches podnet's programs to. cgroup links are multi-attach, so
+/// every packet of a pod runs podnet's program and then the floor's. The links detach on drop.
+fn attach_floor(pods: &[ResolvedPod]) -> Result<(Object, Vec<Link>)> {
+    let spec = ObjectSpec::parse(FLOOR_OBJECT).context("parsing floor.bpf.o")?;
+    let object = Object::load(&spec).context("loading floor.bpf.o")?;
+    let mut links = Vec::new();
+    for pod in pods {
+        for (_, floor) in FLOOR_PAIRS {
+            let link = object
+                .program(floor)?
+                .attach_cgroup(&pod.dir)
+                .with_context(|| format!("attaching {floor} to {}", pod.dir.display()))?;
+            links.push(link);
+        }
+    }
+    Ok((object, links))
+}
+
+/// Every program's run statistics, read from the fds of the loaded objects: the programs
+/// `Tracker::load` chose for this kernel, attached by the tracker itself, and the floor's.
+fn program_stats(objects: &[&Object]) -> Result<BTreeMap<String, ProgStats>> {
+    objects
+        .iter()
+        .flat_map(|o| o.programs())
         .map(|p| Ok((p.name().to_string(), ProgStats::read(p.fd().as_raw_fd())?)))
         .collect()
 }
@@ -107,16 +141,16 @@ struct Step {
     caused: Vec<(&'static str, u64)>,
 }
 
-/// Runs `load` between two reads of the tracker's program statistics.
+/// Runs `load` between two reads of the program statistics of `objects`.
 fn measure(
-    tracker: &Tracker,
+    objects: &[&Object],
     load: String,
     caused: Vec<(&'static str, u64)>,
     f: impl FnOnce() -> Result<()>,
 ) -> Result<Step> {
-    let before = program_stats(tracker)?;
+    let before = program_stats(objects)?;
     f()?;
-    let after = program_stats(tracker)?;
+    let after = program_stats(objects)?;
     let delta = after
         .iter()
         .map(|(name, a)| (name.clone(), a.since(before[name])))
@@ -126,6 +160,37 @@ fn measure(
         delta,
         caused,
     })
+}
+
+/// One of podnet's skb programs against the floor's program beside it, over one load.
+struct AgainstFloor {
+    load: String,
+    podnet: (&'static str, ProgStats),
+    floor: (&'static str, ProgStats),
+}
+
+/// podnet's skb programs against the floor in `step`. Fails unless each floor program ran exactly
+/// as often as podnet's beside it: attached to the same cgroups, they see the same packets.
+fn against_floor(step: &Step) -> Result<Vec<AgainstFloor>> {
+    FLOOR_PAIRS
+        .iter()
+        .map(|&(podnet, floor)| {
+            let (p, f) = (step.delta[podnet], step.delta[floor]);
+            ensure!(
+                p.run_cnt == f.run_cnt,
+                "{}: {floor} ran {} times, {podnet} {} times; they are attached to the same \
+                 cgroups",
+                step.load,
+                f.run_cnt,
+                p.run_cnt
+            );
+            Ok(AgainstFloor {
+                load: step.load.clone(),
+                podnet: (podnet, p),
+                floor: (floor, f),
+            })
+        })
+        .collect()
 }
 
 /// Runs the section; returns its part of the report.
@@ -144,8 +209,12 @@ pub fn bench() -> Result<String> {
     pp.veth.set_gso_max_segs(65535)?;
     // The tracker `podnet stats` makes: `Tracker::load` probes the kernel and loads the program
     // variants this kernel runs, then file tracepoints, then both pods followed.
-    let tracker = attached_tracker(&pp.resolved()?)?;
+    let pods = pp.resolved()?;
+    let tracker = attached_tracker(&pods)?;
     let variant = tracker.variant().clone();
+    // The floor, beside podnet's skb programs on the same pod cgroups until the loads are done.
+    let (floor, floor_links) = attach_floor(&pods)?;
+    let measured = [tracker.object(), &floor];
     // A container that appears after attach is not registered: its events walk up to the pod.
     let late_id = new_container_id();
     let late_dir = pp.a.add_container(&pp.tree, "late", &late_id)?.dir.clone();
@@ -178,8 +247,8 @@ pub fn bench() -> Result<String> {
         &ca,
     )?;
     let mut udp_result = (0, 0);
-    steps.push(measure(
-        &tracker,
+    let udp = measure(
+        &measured,
         format!(
             "UDP: {} datagrams of {UDP_SIZE} B, pod A → pod B over veth",
             thousands(UDP_N)
@@ -200,7 +269,9 @@ pub fn bench() -> Result<String> {
             udp_result = (sent, received);
             Ok(())
         },
-    )?);
+    )?;
+    let mut floor_rows = against_floor(&udp)?;
+    steps.push(udp);
     ensure!(
         udp_result.0 == UDP_N,
         "udp-send sent {} of {UDP_N}",
@@ -209,7 +280,7 @@ pub fn bench() -> Result<String> {
 
     let w = workload(&format!("sockets --count {SOCKETS_N}"), None, &ca)?;
     steps.push(measure(
-        &tracker,
+        &measured,
         format!(
             "Sockets: {} UDP sockets created and closed in pod A",
             thousands(SOCKETS_N)
@@ -221,8 +292,8 @@ pub fn bench() -> Result<String> {
         || finish(w).map(drop),
     )?);
 
-    steps.push(measure(
-        &tracker,
+    let tcp = measure(
+        &measured,
         format!("TCP: {TCP_CONNS} connections pod A → pod B, 1 MiB each (GSO on)"),
         vec![
             // Listener and client are created; listener, accepted and client sockets released.
@@ -251,16 +322,15 @@ pub fn bench() -> Result<String> {
             }
             Ok(())
         },
-    )?);
+    )?;
+    floor_rows.extend(against_floor(&tcp)?);
+    steps.push(tcp);
 
     let open_job = format!("open --path /dev/null --count {OPENS_N} --missing {MISSING_N}");
-    let open_caused = vec![
-        ("podnet_open_enter", OPENS_N + MISSING_N),
-        ("podnet_open_exit", OPENS_N + MISSING_N),
-    ];
+    let open_caused = vec![("podnet_open_exit", OPENS_N + MISSING_N)];
     let w = workload(&open_job, None, &ca)?;
     steps.push(measure(
-        &tracker,
+        &measured,
         format!(
             "openat in pod A's registered container (depth {}): {} opens + {} failing",
             depth_of(&ca),
@@ -272,7 +342,7 @@ pub fn bench() -> Result<String> {
     )?);
     let w = workload(&open_job, None, &late_dir)?;
     steps.push(measure(
-        &tracker,
+        &measured,
         format!(
             "openat in a container of pod A started after attach (depth {}, not registered: \
              walks up to the pod)",
@@ -282,15 +352,12 @@ pub fn bench() -> Result<String> {
         || finish(w).map(drop),
     )?);
     steps.push(measure(
-        &tracker,
+        &measured,
         format!(
             "openat outside any pod: this process (cgroup depth {own_depth}), {} opens",
             thousands(OPENS_N)
         ),
-        vec![
-            ("podnet_open_enter", OPENS_N),
-            ("podnet_open_exit", OPENS_N),
-        ],
+        vec![("podnet_open_exit", OPENS_N)],
         || {
             for _ in 0..OPENS_N {
                 drop(fs::File::open("/dev/null")?);
@@ -301,13 +368,16 @@ pub fn bench() -> Result<String> {
     for (depth, dir) in &outside {
         let w = workload(&open_job, None, dir)?;
         steps.push(measure(
-            &tracker,
+            &measured,
             format!("openat outside any pod, cgroup depth {depth}: same opens"),
             open_caused.clone(),
             || finish(w).map(drop),
         )?);
     }
     drop(stats_on);
+    // Nothing stays attached: the floor's links and podnet's go before the pods are removed.
+    drop(floor_links);
+    drop(floor);
     drop(tracker);
 
     let mut md = String::new();
@@ -324,7 +394,11 @@ pub fn bench() -> Result<String> {
          load itself did; the cgroup programs see only the pods, so their runs equal it; the \
          file-open tracepoints see the whole node, so their runs also include every other \
          process's opens meanwhile. The statistics add the cost of two clock reads to every \
-         run.\n"
+         run. The floor is an empty cgroup_skb program (`bpf-src/floor.bpf.c`: it only lets the \
+         packet pass) attached beside `podnet_egress` and `podnet_ingress` on the same two pod \
+         cgroups, so it runs on exactly the same packets: its ns/run is what the cgroup hook and \
+         the clock reads cost by themselves, and podnet − floor is what podnet's own code adds \
+         per packet (issue 8's goal: at most floor + {FLOOR_GOAL_NS:.0} ns).\n"
     )?;
     writeln!(md, "| load | program | runs | caused | ns/run |")?;
     writeln!(md, "|---|---|--:|--:|--:|")?;
@@ -354,6 +428,31 @@ pub fn bench() -> Result<String> {
                 )?;
             }
         }
+    }
+    writeln!(
+        md,
+        "\nPer packet against the floor, over the same loads (the floor ran exactly as many times \
+         as podnet's program beside it):\n"
+    )?;
+    writeln!(
+        md,
+        "| load | program | runs | podnet ns/run | floor ns/run | podnet − floor (ns) | ratio | \
+         within floor + {FLOOR_GOAL_NS:.0} ns |"
+    )?;
+    writeln!(md, "|---|---|--:|--:|--:|--:|--:|---|")?;
+    for row in &floor_rows {
+        let (podnet_ns, floor_ns) = (row.podnet.1.ns_per_run(), row.floor.1.ns_per_run());
+        let over = podnet_ns - floor_ns;
+        writeln!(
+            md,
+            "| {} | `{}` vs `{}` | {} | {podnet_ns:.1} | {floor_ns:.1} | {over:.1} | {:.2}× | {} |",
+            row.load,
+            row.podnet.0,
+            row.floor.0,
+            thousands(row.podnet.1.run_cnt),
+            podnet_ns / floor_ns,
+            if over <= FLOOR_GOAL_NS { "yes" } else { "no" }
+        )?;
     }
     writeln!(
         md,
