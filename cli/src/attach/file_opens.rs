@@ -141,8 +141,8 @@ impl Tracker {
             debug!("no file-open kprobes: {reason}");
             warnings.push(format!(
                 "{TRACEPOINT_OPENS_WARNING}: while podnet runs, every system call of every \
-                 process on the node takes the kernel's slower traced path (getpid costs about 45% \
-                 more); the open path itself could not be probed ({reason})"
+                 process on the node takes the kernel's slower traced path (getpid takes about 10% \
+                 longer); the open path itself could not be probed ({reason})"
             ));
         }
         Ok(warnings)
