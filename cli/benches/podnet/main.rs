@@ -30,8 +30,9 @@
 //!
 //! Every section measures podnet's own code paths: `Tracker::load` (which probes the kernel and
 //! picks the program variants users get), `follow()`, `attach_file_tracepoints()`, and the
-//! programs' fds through `Tracker::object()`; the benchmark never loads or attaches the object
-//! itself.
+//! programs' fds through `Tracker::object()`; the benchmark never loads or attaches podnet's
+//! object itself. The one object it loads is the `events` section's floor (`bpf-src/floor.bpf.c`):
+//! empty cgroup_skb programs beside podnet's, whose cost per packet is the baseline.
 //!
 //! Everything lives in sandbox objects (cgroup trees, network namespaces, veth pairs with
 //! addresses in 198.18.0.0/15) that are removed on drop; the `agent` section's pins are
