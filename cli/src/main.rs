@@ -195,6 +195,47 @@ mod tests {
     }
 
     #[test]
+    fn stats_and_agent_take_the_same_cluster_flags_with_the_same_help() {
+        let flags = [
+            "--node",
+            "n1",
+            "--kubeconfig",
+            "/etc/kc",
+            "--context",
+            "prod",
+        ];
+        let expected = podnet::discover::ClusterArgs {
+            node: Some("n1".into()),
+            kubeconfig: Some("/etc/kc".into()),
+            context: Some("prod".into()),
+        };
+        let stats = Cli::try_parse_from(["podnet", "stats"].into_iter().chain(flags)).unwrap();
+        let Command::Stats(a) = stats.command else {
+            panic!("parsed as another command")
+        };
+        assert_eq!(a.cluster, expected);
+        let agent = Cli::try_parse_from(["podnet", "agent"].into_iter().chain(flags)).unwrap();
+        let Command::Agent(a) = agent.command else {
+            panic!("parsed as another command")
+        };
+        assert_eq!(a.cluster, expected);
+        let help_of = |name: &str, flag: &str| {
+            let mut cmd = Cli::command();
+            let sub = cmd.find_subcommand_mut(name).unwrap();
+            let arg = sub.get_arguments().find(|a| a.get_id() == flag).unwrap();
+            arg.get_help().unwrap().to_string()
+        };
+        for flag in ["node", "kubeconfig", "context"] {
+            assert_eq!(help_of("stats", flag), help_of("agent", flag), "--{flag}");
+        }
+        assert_eq!(
+            a.cluster.discover_options().node,
+            "n1",
+            "--node is the node discovery uses"
+        );
+    }
+
+    #[test]
     fn namespace_and_all_namespaces_conflict() {
         assert!(Cli::try_parse_from(["podnet", "stats", "-n", "a", "-A"]).is_err());
     }

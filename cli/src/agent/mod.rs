@@ -26,7 +26,7 @@ use log::{debug, info, warn};
 
 use crate::aggregate::{TrackedPod, Window};
 use crate::attach::Tracker;
-use crate::discover::{self, DiscoverOptions};
+use crate::discover;
 use crate::model::{PodInfo, PodStatsList};
 use crate::pins;
 use crate::resolve::{self, Mounts};
@@ -57,16 +57,8 @@ pub struct AgentArgs {
     /// Address to serve /metrics, /stats, /healthz and /readyz on.
     #[arg(long, default_value = DEFAULT_LISTEN, value_name = "ADDR:PORT")]
     pub listen: SocketAddr,
-    /// This node's name [default: $NODE_NAME, else the hostname].
-    #[arg(long)]
-    pub node: Option<String>,
-    /// Path to the kubeconfig file [default: $KUBECONFIG, in-cluster service account,
-    /// ~/.kube/config].
-    #[arg(long, value_name = "FILE")]
-    pub kubeconfig: Option<PathBuf>,
-    /// The kubeconfig context to use.
-    #[arg(long)]
-    pub context: Option<String>,
+    #[command(flatten)]
+    pub cluster: discover::ClusterArgs,
     /// Where to pin maps, programs and links (a bpffs directory, made with mode 0700).
     #[arg(long, default_value = pins::DEFAULT_DIR, value_name = "DIR")]
     pub pin_dir: PathBuf,
@@ -174,17 +166,8 @@ async fn run(args: AgentArgs) -> Result<()> {
     }
     let mounts = Mounts::detect().context("reading /proc/self/mountinfo")?;
     mounts.require_cgroup2()?;
-    let node = args
-        .node
-        .clone()
-        .or_else(|| std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()))
-        .unwrap_or_else(discover::default_node_name);
-    let opts = DiscoverOptions {
-        kubeconfig: args.kubeconfig.clone(),
-        context: args.context.clone(),
-        node: node.clone(),
-        ..DiscoverOptions::default()
-    };
+    let opts = args.cluster.discover_options();
+    let node = opts.node.clone();
     let mut config_warnings = Vec::new();
     let config = discover::watch_config(&opts, &mut config_warnings)
         .await?

@@ -90,6 +90,37 @@ pub struct DiscoverOptions {
     pub cgroup2: Option<PathBuf>,
 }
 
+/// Which node this is and how to reach its API server: the flags `podnet stats` and
+/// `podnet agent` share (one declaration, so their help cannot drift apart).
+#[derive(clap::Args, Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterArgs {
+    /// This node's name, as the API server knows it [default: $NODE_NAME, else the hostname].
+    #[arg(long)]
+    pub node: Option<String>,
+
+    /// Path to a kubeconfig file [default: $KUBECONFIG, in-cluster service account,
+    /// ~/.kube/config, or under sudo the invoking user's ~/.kube/config].
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The kubeconfig context to use.
+    #[arg(long)]
+    pub context: Option<String>,
+}
+
+impl ClusterArgs {
+    /// Discovery of this node's pods through the API these flags name; namespace, selector and
+    /// the rest left at their defaults.
+    pub fn discover_options(&self) -> DiscoverOptions {
+        DiscoverOptions {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            node: self.node.clone().unwrap_or_else(default_node_name),
+            ..DiscoverOptions::default()
+        }
+    }
+}
+
 /// Where the pods came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {

@@ -63,18 +63,8 @@ pub struct StatsArgs {
     #[arg(short = 'l', long)]
     pub selector: Option<String>,
 
-    /// This node's name, as the API server knows it [default: $NODE_NAME, else the hostname].
-    #[arg(long)]
-    pub node: Option<String>,
-
-    /// Path to a kubeconfig file [default: $KUBECONFIG, in-cluster service account,
-    /// ~/.kube/config, or under sudo the invoking user's ~/.kube/config].
-    #[arg(long, value_name = "FILE")]
-    pub kubeconfig: Option<PathBuf>,
-
-    /// The kubeconfig context to use.
-    #[arg(long)]
-    pub context: Option<String>,
+    #[command(flatten)]
+    pub cluster: crate::discover::ClusterArgs,
 
     /// Read pods from the output of `kubectl get pods -o json` (a file, or `-` for stdin) instead
     /// of asking the API server.

@@ -14,7 +14,7 @@ use anyhow::{anyhow, Context, Result};
 use log::{debug, info};
 
 use crate::attach::Tracker;
-use crate::discover::{self, DiscoverOptions, PodsFrom};
+use crate::discover::{DiscoverOptions, PodsFrom};
 use crate::model::CounterScope;
 use crate::render::screen::Screen;
 use crate::render::{self, Output, TableOptions};
@@ -109,14 +109,9 @@ pub async fn run(args: StatsArgs) -> Result<Outcome> {
         mounts.memory_v1
     );
 
-    let node = args
-        .node
-        .clone()
-        .unwrap_or_else(discover::default_node_name);
+    let cluster = args.cluster.discover_options();
+    let node = cluster.node.clone();
     let opts = DiscoverOptions {
-        kubeconfig: args.kubeconfig.clone(),
-        context: args.context.clone(),
-        node: node.clone(),
         namespace: args.namespace.clone(),
         selector: args.selector.clone(),
         pods_from: args.pods_from.as_deref().map(|p| {
@@ -127,6 +122,7 @@ pub async fn run(args: StatsArgs) -> Result<Outcome> {
             }
         }),
         cgroup2: Some(cgroup2.clone()),
+        ..cluster
     };
 
     let t = Instant::now();
