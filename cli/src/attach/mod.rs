@@ -132,7 +132,13 @@ impl Tracker {
         }
         .context("loading podnet's BPF programs into the kernel")?;
         info!("loaded BPF object: counters map for {capacity} cgroups, {variant:?}");
-        Ok(Tracker {
+        Ok(Tracker::new(object, capacity, variant))
+    }
+
+    /// A tracker of a loaded (or adopted) object that follows no pod yet: one-shot (no pins),
+    /// read-write until the caller says otherwise.
+    fn new(object: Object, capacity: u32, variant: KernelVariant) -> Tracker {
+        Tracker {
             object,
             open_links: Vec::new(),
             levels: Default::default(),
@@ -141,7 +147,7 @@ impl Tracker {
             variant,
             pins: None,
             read_only: false,
-        })
+        }
     }
 
     /// What this kernel lets podnet's programs do, as probed at load.

@@ -2,7 +2,6 @@
 //! load and pin one, pin each pod's and file-open link so it outlives the process, and let go of
 //! pins that belong to no pod (where the pins live is [`crate::pins`]).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -57,16 +56,10 @@ impl Tracker {
         })?;
         let capacity = object.map("counters")?.max_entries();
         let variant = KernelVariant::probe(&spec)?;
-        Ok(Tracker {
-            object,
-            open_links: Vec::new(),
-            levels: Default::default(),
-            followed: HashMap::new(),
-            capacity,
-            variant,
-            pins: Some(dir.to_path_buf()),
-            read_only: true,
-        })
+        let mut t = Tracker::new(object, capacity, variant);
+        t.pins = Some(dir.to_path_buf());
+        t.read_only = true;
+        Ok(t)
     }
 
     /// Are all of a pod's cgroup links pinned (by this agent or an earlier one)?
