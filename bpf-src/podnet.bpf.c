@@ -93,6 +93,19 @@ struct {
 } levels SEC(".maps");
 
 /*
+ * Which build of this object the maps and programs belong to: userspace writes a fingerprint of
+ * the object file here when it loads it, and no program reads it. An agent that finds pins made by
+ * another build replaces them instead of running its code against maps and programs whose layout
+ * and meaning it does not know.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} build SEC(".maps");
+
+/*
  * Owner (deepest registered cgroup of the creating task) of sockets created in tracked cgroups,
  * keyed by socket cookie: written by sock_create, removed by sock_release, read by sockops where
  * sockops cannot ask for the current cgroup. LRU: a lost entry costs container-level attribution

@@ -2,7 +2,7 @@
 //! object and every attachment, pinned so that they outlive the agent.
 //!
 //! ```text
-//! <dir>/maps/<map>                     counters, misses, sock_owner, sock_cookie_owner
+//! <dir>/maps/<map>                     counters, misses, sock_owner, sock_cookie_owner, build
 //! <dir>/programs/<program>             every program loaded, so a new agent attaches the same ones
 //! <dir>/fexit/<program>                the file-open fexit link, where the kernel has BTF
 //! <dir>/kprobes/<program>              or the file-open kprobe perf links (Linux 5.15; older: not pinned)
@@ -25,6 +25,22 @@ pub const DEFAULT_DIR: &str = "/sys/fs/bpf/podnet";
 /// Has an agent pinned its object under `dir`?
 pub fn exists(dir: &Path) -> bool {
     dir.join("maps").join("counters").exists()
+}
+
+/// Did this build of podnet pin the object under `dir` (an agent of the same version)? Reads the
+/// fingerprint the agent wrote in the `build` map; pins from before that map existed have none
+/// and are another build.
+pub fn same_build(dir: &Path) -> Result<bool> {
+    let path = dir.join("maps").join("build");
+    if !path.exists() {
+        return Ok(false);
+    }
+    let map = podnet_loader::Map::from_pin(&path)
+        .with_context(|| format!("opening the pinned map {}", path.display()))?;
+    let value = map
+        .lookup(&0u32.to_ne_bytes())
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(value.as_deref() == Some(&crate::attach::object_fingerprint().to_ne_bytes()[..]))
 }
 
 /// Makes `dir` (mode 0700: the counters are nobody else's business).

@@ -203,6 +203,100 @@ fn a_restarted_agent_adopts_its_pins_and_counts_what_came_while_it_was_down() {
 }
 
 #[test]
+fn pins_of_another_build_are_replaced_by_the_agent_and_not_read_by_stats() {
+    if !require_privileges("pins_of_another_build_are_replaced_by_the_agent_and_not_read_by_stats")
+    {
+        return;
+    }
+    let mut c = Cluster::new("agent-build");
+    let p = pair(&mut c, "abld");
+    let pins = PinDir::new("build");
+    let mut agent = Agent::start(&c, &pins);
+    agent.wait_ready();
+    let size = 300u64;
+    p.udp(9306, 7, size);
+    agent.wait_metrics("the first datagrams", |t| {
+        metric(
+            t,
+            "podnet_pod_network_transmit_packets_total",
+            "shop",
+            "abld-a",
+        ) == Some(7)
+    });
+    agent.stop(nix::sys::signal::Signal::SIGTERM);
+    assert!(podnet::pins::same_build(&pins.0).unwrap());
+
+    // What an agent of another podnet version leaves: its fingerprint differs from this build's.
+    let build = podnet_loader::Map::from_pin(pins.0.join("maps/build")).unwrap();
+    let other = podnet::attach::object_fingerprint() ^ 1;
+    build
+        .update(
+            &0u32.to_ne_bytes(),
+            &other.to_ne_bytes(),
+            podnet_loader::BPF_ANY,
+        )
+        .unwrap();
+    drop(build);
+    assert!(!podnet::pins::same_build(&pins.0).unwrap());
+
+    // The one-shot does not read those maps: it counts its window with programs of its own,
+    // beside the other build's, and says why.
+    let pin_dir = pins.0.to_string_lossy().to_string();
+    let stats = c.podnet(&["-o", "json", "--interval", "3s", "--pin-dir", &pin_dir]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !stats.stderr().contains(podnet::stats::WINDOW_STARTS) {
+        assert!(Instant::now() < deadline, "no window:\n{}", stats.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(attached_programs(&p.a.dir), 2 * PROGRAMS);
+    let n = 11u64;
+    p.udp(9307, n, size);
+    let doc = stats.json();
+    let item = common::item(&doc, "abld-a");
+    assert_eq!(common::n(item, "/network/txPackets"), n, "{item:#}");
+    let warned = doc["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str().unwrap().starts_with(podnet::attach::OTHER_BUILD));
+    assert!(warned, "{:#}", doc["warnings"]);
+    common::wait_detached_to(&p.a.dir, PROGRAMS);
+
+    // The agent removes the other build's pins (their programs detach) and starts again from 0.
+    let mut again = Agent::start(&c, &pins);
+    again.wait_ready();
+    assert!(
+        again.stderr().contains(podnet::attach::OTHER_BUILD),
+        "{}",
+        again.stderr()
+    );
+    assert!(podnet::pins::same_build(&pins.0).unwrap());
+    assert_eq!(attached_programs(&p.a.dir), PROGRAMS);
+    assert_eq!(attached_programs(&p.b.dir), PROGRAMS);
+    let m = 5u64;
+    p.udp(9308, m, size);
+    again.wait_metrics("the datagrams after the replacement", |t| {
+        metric(
+            t,
+            "podnet_pod_network_receive_packets_total",
+            "shop",
+            "abld-b",
+        ) == Some(m)
+    });
+    let text = again.get("/metrics").1;
+    assert_eq!(
+        metric(
+            &text,
+            "podnet_pod_network_transmit_packets_total",
+            "shop",
+            "abld-a"
+        ),
+        Some(m),
+        "{text}"
+    );
+}
+
+#[test]
 fn pods_come_and_go_through_the_watch() {
     if !require_privileges("pods_come_and_go_through_the_watch") {
         return;

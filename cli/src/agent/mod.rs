@@ -51,7 +51,9 @@ Endpoints:
   GET /readyz    200 once the first complete list of pods has been attached
 
 State is pinned under --pin-dir and survives restarts: a new agent adopts it and the counters go
-on (traffic while no agent runs is still counted). `podnet agent --uninstall` removes it all.
+on (traffic while no agent runs is still counted). Pins from another podnet build (one whose BPF
+object differs) are removed instead, and the counters start again from 0. `podnet agent
+--uninstall` removes it all.
 SIGTERM or SIGINT: exit 0 with everything left pinned.")]
 pub struct AgentArgs {
     /// Address to serve /metrics, /stats, /healthz and /readyz on.

@@ -30,11 +30,23 @@ pub use file_opens::{
     perf_event_paranoid, FileOpenProbe, OpenProbe, NO_FILE_OPENS, OPEN_FEXIT, OPEN_FUNCTION,
     OPEN_SYSCALLS, TRACEPOINT_OPENS_WARNING,
 };
-pub use pinned::UNPINNED_OPENS;
+pub use pinned::{OTHER_BUILD, UNPINNED_OPENS};
 pub use variant::{KernelVariant, SocketOwner, UNREGISTERED_OPENS_WARNING};
 
 /// podnet's BPF object, compiled from `bpf-src/podnet.bpf.c` by the build script.
 pub static BPF_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/podnet.bpf.o"));
+
+/// A fingerprint of [`BPF_OBJECT`] (64-bit FNV-1a of its bytes), which the agent writes in the
+/// object's `build` map: pins carrying another value were made by a podnet whose programs or map
+/// layouts may differ.
+pub fn object_fingerprint() -> u64 {
+    static FINGERPRINT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *FINGERPRINT.get_or_init(|| {
+        BPF_OBJECT.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    })
+}
 
 /// Cgroups registered per pod of capacity: the pod and up to seven containers.
 pub const CGROUPS_PER_POD: u32 = 8;
@@ -600,7 +612,14 @@ mod tests {
         {
             assert!(spec.program(p).is_ok(), "missing program {p}");
         }
-        for m in ["counters", "misses", "sock_owner", "attach_pod", "levels"] {
+        for m in [
+            "counters",
+            "misses",
+            "sock_owner",
+            "attach_pod",
+            "levels",
+            "build",
+        ] {
             assert!(spec.map(m).is_ok(), "missing map {m}");
         }
         assert_eq!(

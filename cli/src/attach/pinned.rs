@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use log::info;
+use log::{info, warn};
 
 use podnet_loader::{Link, Object, ObjectSpec};
 
@@ -18,14 +18,31 @@ impl Tracker {
     /// adopted. Links it makes are pinned under `dir` too, so they outlive this process.
     pub fn load_pinned(max_pods: u32, dir: &Path) -> Result<(Tracker, bool)> {
         if pins::exists(dir) {
-            let mut t = Tracker::open_pins(dir)?;
-            t.read_only = false;
-            info!("adopted the BPF object pinned under {}", dir.display());
-            return Ok((t, true));
+            if pins::same_build(dir)? {
+                let mut t = Tracker::open_pins(dir)?;
+                t.read_only = false;
+                info!("adopted the BPF object pinned under {}", dir.display());
+                return Ok((t, true));
+            }
+            // An upgrade (or a downgrade): this build's code must not run against programs and
+            // maps it did not make. Everything pinned is detached; the counters start again.
+            let removed = pins::uninstall(dir)?;
+            warn!(
+                "{OTHER_BUILD} under {}: removed its {removed} pins (its programs are detached) \
+                 and loading this build's; the counters start again from 0",
+                dir.display()
+            );
         }
         pins::create_dir(dir)?;
         // A start that fails half-way leaves nothing pinned.
         let pinned = Tracker::load(max_pods).and_then(|mut t| {
+            t.map("build")
+                .update(
+                    &0u32.to_ne_bytes(),
+                    &super::object_fingerprint().to_ne_bytes(),
+                    podnet_loader::BPF_ANY,
+                )
+                .context("writing the build fingerprint in the build map")?;
             t.object.pin(dir).with_context(|| {
                 format!("pinning podnet's maps and programs under {}", dir.display())
             })?;
@@ -149,6 +166,9 @@ pub(super) fn pin_or_keep(
         }
     }
 }
+
+/// The start of the warning when the pins under `--pin-dir` were made by another build of podnet.
+pub const OTHER_BUILD: &str = "another build of podnet pinned its BPF object";
 
 /// The start of the warning for file-open attachments that cannot be pinned.
 pub const UNPINNED_OPENS: &str =

@@ -91,7 +91,16 @@ pub const WINDOW_STARTS: &str = "the counting window starts";
 pub async fn run(args: StatsArgs) -> Result<Outcome> {
     // With an agent on the node, read its pinned maps for the window: nothing to load, attach or
     // detach (and no CAP_NET_ADMIN needed).
-    let agent = crate::pins::exists(&args.pin_dir);
+    // An agent of another podnet build: its maps may be laid out differently, so podnet counts
+    // with programs of its own beside the agent's (and says so).
+    let pinned = crate::pins::exists(&args.pin_dir);
+    let agent = pinned
+        && crate::pins::same_build(&args.pin_dir).with_context(|| {
+            format!(
+                "reading which podnet build pinned the agent's state under {}",
+                args.pin_dir.display()
+            )
+        })?;
     if !agent {
         crate::privileges::check_privileges()?;
     }
@@ -136,6 +145,14 @@ pub async fn run(args: StatsArgs) -> Result<Outcome> {
         Tracker::load(args.max_pods)?
     };
     let mut warnings = tracker.attach_file_opens(args.open_probe)?;
+    if pinned && !agent {
+        warnings.push(format!(
+            "{} under {}: its counters are not read; podnet counts this window with programs \
+             of its own",
+            crate::attach::OTHER_BUILD,
+            args.pin_dir.display()
+        ));
+    }
     warnings.extend(raise_fd_limit());
     debug!("loaded and attached tracepoints in {:?}", t.elapsed());
 

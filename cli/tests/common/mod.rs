@@ -245,11 +245,18 @@ impl Drop for Podnet {
 
 /// Waits (bounded) until nothing is attached to `dir`.
 pub fn wait_detached(dir: &Path) {
+    wait_detached_to(dir, 0);
+}
+
+/// Waits (10 s at most) until exactly `left` programs remain attached to `dir`: the others'
+/// links are gone.
+pub fn wait_detached_to(dir: &Path, left: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while attached_programs(dir) != 0 {
+    while attached_programs(dir) != left {
         assert!(
             Instant::now() < deadline,
-            "programs still attached to {} 10 s after podnet ended",
+            "{} programs attached to {} 10 s after podnet ended, expected {left}",
+            attached_programs(dir),
             dir.display()
         );
         std::thread::sleep(Duration::from_millis(20));
