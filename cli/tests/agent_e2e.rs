@@ -243,11 +243,7 @@ fn pins_of_another_build_are_replaced_by_the_agent_and_not_read_by_stats() {
     // beside the other build's, and says why.
     let pin_dir = pins.0.to_string_lossy().to_string();
     let stats = c.podnet(&["-o", "json", "--interval", "3s", "--pin-dir", &pin_dir]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !stats.stderr().contains(podnet::stats::WINDOW_STARTS) {
-        assert!(Instant::now() < deadline, "no window:\n{}", stats.stderr());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    stats.wait_window();
     assert_eq!(attached_programs(&p.a.dir), 2 * PROGRAMS);
     let n = 11u64;
     p.udp(9307, n, size);
@@ -388,11 +384,7 @@ fn stats_reads_the_agents_maps_and_leaves_its_programs_alone() {
 
     let pin_dir = pins.0.to_string_lossy().to_string();
     let stats = c.podnet(&["-o", "json", "--interval", "3s", "--pin-dir", &pin_dir]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !stats.stderr().contains(podnet::stats::WINDOW_STARTS) {
-        assert!(Instant::now() < deadline, "no window:\n{}", stats.stderr());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    stats.wait_window();
     p.udp(9305, n, size);
     let doc = stats.json();
     let item = common::item(&doc, "asts-a");

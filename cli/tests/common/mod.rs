@@ -158,6 +158,16 @@ impl Podnet {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Waits (60 s at most) until podnet's first counting window has started: what happens after
+    /// this is in the window.
+    pub fn wait_window(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.stderr().contains(podnet::stats::WINDOW_STARTS) {
+            assert!(Instant::now() < deadline, "no window:\n{}", self.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits until every program podnet attaches to a pod directory is attached to each of `dirs`.
     pub fn wait_attached(&mut self, dirs: &[&Path]) {
         let deadline = Instant::now() + Duration::from_secs(20);
