@@ -53,22 +53,16 @@ impl ProgramKind {
             "cgroup/sock_release" => ProgramKind::CgroupSockRelease,
             "sockops" => ProgramKind::SockOps,
             _ if name.starts_with("fentry/") || name.starts_with("fexit/") => {
-                let (kind, function) = name.split_once('/')?;
-                if function.is_empty() || function.contains('/') {
-                    return None;
-                }
+                let (kind, function) = kernel_function_section(name)?;
                 ProgramKind::Tracing {
-                    function: function.into(),
+                    function,
                     exit: kind == "fexit",
                 }
             }
             _ if name.starts_with("kprobe/") || name.starts_with("kretprobe/") => {
-                let (kind, function) = name.split_once('/')?;
-                if function.is_empty() || function.contains('/') {
-                    return None;
-                }
+                let (kind, function) = kernel_function_section(name)?;
                 ProgramKind::Kprobe {
-                    function: function.into(),
+                    function,
                     retprobe: kind == "kretprobe",
                 }
             }
@@ -135,4 +129,14 @@ impl ProgramKind {
                 | ProgramKind::Tracing { .. }
         )
     }
+}
+
+/// `<kind>/<function>` (`kprobe/do_sys_openat2`, `fexit/do_sys_openat2`): the kind and the kernel
+/// function, or `None` when the function is empty or the name has more parts.
+fn kernel_function_section(name: &str) -> Option<(&str, String)> {
+    let (kind, function) = name.split_once('/')?;
+    if function.is_empty() || function.contains('/') {
+        return None;
+    }
+    Some((kind, function.into()))
 }
